@@ -1,0 +1,146 @@
+// Package cli holds what every command shares: the kubectl connection flags,
+// the engine flags, the streams, the prompter and lazily built clients.
+// Nothing here touches the network until a client is asked for, so
+// `kubectl mesh --help` and `version --client` stay offline.
+package cli
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/term"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/prompt"
+)
+
+// Client rate limits: the defaults (5 QPS, burst 10) make a plan of a busy
+// namespace crawl; istioctl uses the same values.
+const (
+	QPS   = 50
+	Burst = 100
+)
+
+// Context is handed to every command and workflow.
+type Context struct {
+	Flags   *genericclioptions.ConfigFlags
+	Engine  *EngineOptions
+	Streams genericiooptions.IOStreams
+	// Prompter is nil when the command cannot prompt (no terminal); tests set a mock.
+	Prompter prompt.Prompter
+	Now      func() time.Time
+	// Args is the command line, recorded in the journal.
+	Args []string
+
+	once    sync.Once
+	restCfg *rest.Config
+	err     error
+	kube    kubernetes.Interface
+	dyn     dynamic.Interface
+	md      metadata.Interface
+}
+
+// New returns a Context for the given streams with default flags.
+func New(streams genericiooptions.IOStreams) *Context {
+	flags := genericclioptions.NewConfigFlags(true)
+	flags.WrapConfigFn = func(c *rest.Config) *rest.Config {
+		c.QPS, c.Burst = QPS, Burst
+		return c
+	}
+	return &Context{
+		Flags:   flags,
+		Engine:  DefaultEngineOptions(),
+		Streams: streams,
+		Now:     time.Now,
+		Args:    os.Args,
+	}
+}
+
+// CanPrompt reports whether questions may be asked: a prompter exists
+// (stdin and stdout are terminals, or a test installed one).
+func (c *Context) CanPrompt() bool { return c.Prompter != nil }
+
+// IsTerminal reports whether w is a terminal (for colors and prompts).
+func IsTerminal(w any) bool {
+	f, ok := w.(interface{ Fd() uintptr })
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// Color reports whether output to w may use ANSI colors.
+func Color(w any) bool {
+	if _, set := os.LookupEnv("NO_COLOR"); set {
+		return false
+	}
+	return IsTerminal(w)
+}
+
+// RESTConfig returns the client configuration from the kubeconfig flags.
+func (c *Context) RESTConfig() (*rest.Config, error) {
+	c.once.Do(func() {
+		cfg, err := c.Flags.ToRESTConfig()
+		if err != nil {
+			c.err = fmt.Errorf("cannot load the kubeconfig: %w; set --kubeconfig or KUBECONFIG", err)
+			return
+		}
+		c.restCfg = cfg
+		if c.kube, c.err = kubernetes.NewForConfig(cfg); c.err != nil {
+			return
+		}
+		if c.dyn, c.err = dynamic.NewForConfig(cfg); c.err != nil {
+			return
+		}
+		c.md, c.err = metadata.NewForConfig(cfg)
+	})
+	return c.restCfg, c.err
+}
+
+// Kube returns the typed client.
+func (c *Context) Kube() (kubernetes.Interface, error) {
+	_, err := c.RESTConfig()
+	return c.kube, err
+}
+
+// Dynamic returns the dynamic client.
+func (c *Context) Dynamic() (dynamic.Interface, error) {
+	_, err := c.RESTConfig()
+	return c.dyn, err
+}
+
+// Metadata returns the metadata-only client (labels and annotations without specs).
+func (c *Context) Metadata() (metadata.Interface, error) {
+	_, err := c.RESTConfig()
+	return c.md, err
+}
+
+// Mapper returns the (cached, deferred) REST mapper.
+func (c *Context) Mapper() (meta.ResettableRESTMapper, error) {
+	m, err := c.Flags.ToRESTMapper()
+	if err != nil {
+		return nil, err
+	}
+	rm, ok := m.(meta.ResettableRESTMapper)
+	if !ok {
+		return nil, fmt.Errorf("internal: REST mapper %T cannot be reset", m)
+	}
+	return rm, nil
+}
+
+// Discovery returns the cached discovery client.
+func (c *Context) Discovery() (discovery.CachedDiscoveryInterface, error) {
+	return c.Flags.ToDiscoveryClient()
+}
+
+// Namespace returns the namespace from -n or the kubeconfig context, and
+// whether it was given explicitly.
+func (c *Context) Namespace() (string, bool, error) {
+	return c.Flags.ToRawKubeConfigLoader().Namespace()
+}

@@ -1,0 +1,89 @@
+package cli
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// Dry-run modes, as in kubectl.
+const (
+	DryRunNone   = "none"
+	DryRunServer = "server"
+	DryRunClient = "client"
+)
+
+// Severity levels for --failure-threshold, named as Istio's analyzers name them.
+var Severities = []string{"Info", "Warning", "Error"}
+
+// EngineOptions are the flags every workflow shares; the pipeline runner
+// reads them, workflows never do.
+type EngineOptions struct {
+	Yes              bool
+	DryRun           string
+	Output           string
+	OutputDir        string
+	FieldManager     string
+	ForceConflicts   bool
+	IstioNamespace   string
+	FailureThreshold string
+	Accept           []string
+	ShowSecrets      bool
+	JournalNamespace string
+}
+
+// DefaultEngineOptions returns the defaults documented in --help.
+func DefaultEngineOptions() *EngineOptions {
+	return &EngineOptions{
+		DryRun:           DryRunNone,
+		FieldManager:     "kubectl-mesh",
+		IstioNamespace:   "istio-system",
+		FailureThreshold: "Error",
+		JournalNamespace: "kubectl-mesh",
+	}
+}
+
+// AddFlags binds the engine flags to fs.
+func (o *EngineOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.BoolVarP(&o.Yes, "yes", "y", o.Yes, "Apply without asking for confirmation")
+	fs.StringVar(&o.DryRun, "dry-run", o.DryRun, `"none" applies; "server" shows the server-side diff and stops (exit 1 when there are changes); "client" prints the plan without contacting the API server for validation`)
+	fs.Lookup("dry-run").NoOptDefVal = DryRunServer
+	fs.StringVarP(&o.Output, "output", "o", o.Output, "Print the plan's manifests instead of applying: yaml or json")
+	fs.StringVar(&o.OutputDir, "output-dir", o.OutputDir, "Write the plan's manifests and a kustomization.yaml to this directory instead of applying")
+	fs.StringVar(&o.FieldManager, "field-manager", o.FieldManager, "Field manager used for server-side apply")
+	fs.BoolVar(&o.ForceConflicts, "force-conflicts", o.ForceConflicts, "Take ownership of fields another field manager owns")
+	fs.StringVarP(&o.IstioNamespace, "istio-namespace", "i", o.IstioNamespace, "Namespace of the Istio control plane")
+	fs.StringVar(&o.FailureThreshold, "failure-threshold", o.FailureThreshold, "Lowest severity of a finding that blocks: Info, Warning or Error")
+	fs.StringSliceVar(&o.Accept, "accept", o.Accept, "Accept a blocking finding by its check ID (recorded in the journal); repeatable")
+	fs.BoolVar(&o.ShowSecrets, "show-secrets", o.ShowSecrets, "Show Secret values in diffs and output instead of ***")
+	fs.StringVar(&o.JournalNamespace, "journal-namespace", o.JournalNamespace, "Namespace where change sets are recorded for history and undo")
+}
+
+// Validate checks the engine flags; it is pure so it runs before any network call.
+func (o *EngineOptions) Validate() error {
+	if !slices.Contains([]string{DryRunNone, DryRunServer, DryRunClient}, o.DryRun) {
+		return fmt.Errorf("invalid --dry-run %q: use none, server or client", o.DryRun)
+	}
+	if o.Output != "" && o.Output != "yaml" && o.Output != "json" {
+		return fmt.Errorf("invalid -o/--output %q: use yaml or json", o.Output)
+	}
+	if _, err := ParseSeverity(o.FailureThreshold); err != nil {
+		return err
+	}
+	if strings.TrimSpace(o.FieldManager) == "" {
+		return fmt.Errorf("--field-manager must not be empty")
+	}
+	return nil
+}
+
+// ParseSeverity returns the rank of a severity name (Info=0, Warning=1, Error=2).
+func ParseSeverity(s string) (int, error) {
+	for i, v := range Severities {
+		if strings.EqualFold(v, s) {
+			return i, nil
+		}
+	}
+	return 0, fmt.Errorf("invalid severity %q: use Info, Warning or Error", s)
+}

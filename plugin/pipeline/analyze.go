@@ -1,0 +1,100 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+
+	"istio.io/istio/pkg/config/analysis/diag"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/analysis"
+)
+
+// analyze runs Istio's analyzers on the cluster as it is and as it would be
+// after the plan, prints the findings the plan introduces (or that name a
+// planned object), and returns the codes of those at or above threshold.
+// Findings that exist already are only counted: real clusters are noisy and
+// a plan should not be blocked by problems it did not cause.
+func (r *Runner) analyze(ctx context.Context, plan *Plan, threshold Severity) ([]string, error) {
+	rc, err := r.C.RESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	for _, o := range plan.Objects() {
+		b, err := yaml.Marshal(o.Object)
+		if err != nil {
+			return nil, err
+		}
+		buf.WriteString("---\n")
+		buf.Write(b)
+	}
+	planned := map[string]bool{}
+	for _, o := range plan.Objects() {
+		planned[o.GetKind()+" "+o.GetNamespace()+"/"+o.GetName()] = true
+		planned[o.GetKind()+" "+o.GetName()] = true
+	}
+
+	opts := analysis.Options{IstioNamespace: r.C.Engine.IstioNamespace, Live: rc}
+	var before, after diag.Messages
+	var errBefore, errAfter error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); before, errBefore = analysis.Run(ctx, opts) }()
+	go func() {
+		defer wg.Done()
+		o := opts
+		o.Files = []analysis.Source{{Name: "plan", Reader: &buf}}
+		after, errAfter = analysis.Run(ctx, o)
+	}()
+	wg.Wait()
+	if errBefore != nil {
+		return nil, errBefore
+	}
+	if errAfter != nil {
+		return nil, errAfter
+	}
+
+	existing := map[string]bool{}
+	for _, m := range before {
+		existing[analysis.Key(m)] = true
+	}
+	var blocked []string
+	preexisting := 0
+	for _, m := range after {
+		sev := levelSeverity(m.Type.Level())
+		if existing[analysis.Key(m)] && !planned[analysis.Subject(m)] {
+			preexisting++
+			continue
+		}
+		fmt.Fprintln(r.C.Streams.ErrOut, m.String())
+		if sev >= threshold && !accepted(r.C.Engine.Accept, m.Type.Code()) {
+			blocked = append(blocked, m.Type.Code())
+		}
+	}
+	if preexisting > 0 {
+		fmt.Fprintf(r.C.Streams.ErrOut, "Istio analysis: %d finding(s) already present in the cluster are not caused by this plan (see kubectl mesh analyze -A).\n", preexisting)
+	}
+	return blocked, nil
+}
+
+func levelSeverity(l diag.Level) Severity {
+	switch l {
+	case diag.Error:
+		return Error
+	case diag.Warning:
+		return Warning
+	}
+	return Info
+}
+
+func accepted(list []string, id string) bool {
+	for _, a := range list {
+		if a == id {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,129 @@
+// Package pipeline is the engine every workflow plugs into. A workflow only
+// builds a Plan from what it read; the Runner owns every side effect:
+// analyze → diff → confirm → journal → apply → verify.
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
+)
+
+// Op is what the runner does with an object.
+type Op string
+
+const (
+	// Apply is a server-side apply of the fields the plan sets.
+	Apply Op = "apply"
+	// Replace puts the whole object back as given (undo of a change).
+	Replace Op = "replace"
+	// Delete removes the object if it exists.
+	Delete Op = "delete"
+)
+
+// Change is one object operation.
+type Change struct {
+	Op     Op
+	Object *unstructured.Unstructured
+}
+
+// Phase is a group of changes applied together; phases run in order so that
+// what later phases need (CRDs, namespaces, subsets) exists first.
+type Phase struct {
+	Name    string
+	Changes []Change
+}
+
+// Severity of a check.
+type Severity int
+
+const (
+	Info Severity = iota
+	Warning
+	Error
+)
+
+func (s Severity) String() string { return cli.Severities[s] }
+
+// Check is a preflight finding, reported like an Istio analyzer message.
+type Check struct {
+	ID       string
+	Severity Severity
+	Message  string
+	Objects  []string
+	Hint     string
+	URL      string
+}
+
+// Progress reports what a verify step is waiting for.
+type Progress func(format string, a ...any)
+
+// VerifyStep runs after apply and waits for the change to take effect.
+type VerifyStep struct {
+	Name    string
+	Timeout time.Duration
+	Run     func(ctx context.Context, progress Progress) error
+}
+
+// Plan is what a workflow wants done. It holds no clients and does no I/O.
+type Plan struct {
+	Title  string
+	Phases []Phase
+	Checks []Check
+	Verify []VerifyStep
+	Notes  []string
+	// UndoOf is the change set this plan reverses, if it is an undo.
+	UndoOf string
+	// Result is printed after a successful apply (or instead of one when
+	// nothing changes); workflows use it for summaries.
+	Result func(w io.Writer)
+}
+
+// Objects returns every object the plan applies or replaces, in order.
+func (p *Plan) Objects() []*unstructured.Unstructured {
+	var out []*unstructured.Unstructured
+	for _, ph := range p.Phases {
+		for _, c := range ph.Changes {
+			if c.Op != Delete {
+				out = append(out, c.Object)
+			}
+		}
+	}
+	return out
+}
+
+// Ref names an object as kubectl does: "kind/name -n ns".
+func Ref(u *unstructured.Unstructured) string {
+	gvk := u.GroupVersionKind()
+	kind := gvk.Kind
+	if gvk.Group != "" {
+		kind += "." + gvk.Group
+	}
+	if ns := u.GetNamespace(); ns != "" {
+		return fmt.Sprintf("%s/%s -n %s", kind, u.GetName(), ns)
+	}
+	return kind + "/" + u.GetName()
+}
+
+// GVK of an object.
+func GVK(u *unstructured.Unstructured) schema.GroupVersionKind { return u.GroupVersionKind() }
+
+// Workflow is the contract of a command that changes the cluster.
+type Workflow interface {
+	// Command returns the cobra command with flags bound to the workflow's options.
+	Command() *cobra.Command
+	// Complete fills options from args and, where flags left gaps and the
+	// context can prompt, from questions.
+	Complete(ctx context.Context, c *cli.Context, args []string) error
+	// Validate checks the options without I/O.
+	Validate() error
+	// Plan reads the cluster and returns what should change; it never writes.
+	Plan(ctx context.Context, c *cli.Context) (*Plan, error)
+}

@@ -1,0 +1,449 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/journal"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/prompt"
+)
+
+// Runner executes plans. It is the only code that writes to the cluster.
+type Runner struct {
+	C *cli.Context
+}
+
+// Run takes a plan through analyze → diff → confirm → journal → apply → verify,
+// stopping where the engine flags say.
+func (r *Runner) Run(ctx context.Context, plan *Plan) error {
+	e := r.C.Engine
+	if err := e.Validate(); err != nil {
+		return exitcode.New(exitcode.Usage, err)
+	}
+	stderr := r.C.Streams.ErrOut
+	stampManaged(plan)
+	sortPhases(plan)
+
+	if e.Output != "" || e.OutputDir != "" {
+		return r.export(plan)
+	}
+	if e.DryRun == cli.DryRunClient {
+		return r.printPlan(plan)
+	}
+
+	threshold, _ := cli.ParseSeverity(e.FailureThreshold)
+	blocked := r.printChecks(plan, Severity(threshold))
+
+	if len(plan.Objects()) > 0 {
+		fs, err := r.analyze(ctx, plan, Severity(threshold))
+		if err != nil {
+			return err
+		}
+		blocked = append(blocked, fs...)
+	}
+
+	srv, err := r.server()
+	if err != nil {
+		return err
+	}
+	diffs, err := r.diff(ctx, srv, plan)
+	if err != nil {
+		return err
+	}
+	changed := 0
+	for _, d := range diffs {
+		if d.Changed() {
+			changed++
+		}
+	}
+	if changed == 0 {
+		fmt.Fprintln(stderr, "No changes: the cluster already matches the plan.")
+		r.result(plan)
+		return nil
+	}
+	dp := &DiffPrinter{Out: r.C.Streams.Out, Color: cli.Color(r.C.Streams.Out), ShowSecrets: e.ShowSecrets, External: os.Getenv("KUBECTL_EXTERNAL_DIFF")}
+	if err := dp.Print(diffs); err != nil {
+		return err
+	}
+	r.summary(diffs)
+	if len(blocked) > 0 {
+		return exitcode.Blockedf("blocked by %d finding(s) at or above %s: %s; fix them, or accept one with --accept ID",
+			len(blocked), e.FailureThreshold, strings.Join(blocked, ", "))
+	}
+	if e.DryRun == cli.DryRunServer {
+		return exitcode.Silent{Code: exitcode.Changes}
+	}
+	if err := r.confirm(changed); err != nil {
+		return err
+	}
+	return r.apply(ctx, srv, plan, diffs)
+}
+
+// stampManaged labels every applied object so it can be found later.
+func stampManaged(plan *Plan) {
+	for _, ph := range plan.Phases {
+		for _, c := range ph.Changes {
+			if c.Op != Apply {
+				continue
+			}
+			l := c.Object.GetLabels()
+			if l == nil {
+				l = map[string]string{}
+			}
+			l[journal.LabelManagedBy] = journal.ManagedByValue
+			c.Object.SetLabels(l)
+		}
+	}
+}
+
+// sortPhases keeps the plan's order but makes sure CRDs and namespaces come
+// first within a phase (last for deletes).
+func sortPhases(plan *Plan) {
+	for _, ph := range plan.Phases {
+		sort.SliceStable(ph.Changes, func(i, j int) bool {
+			return changeOrder(ph.Changes[i]) < changeOrder(ph.Changes[j])
+		})
+	}
+}
+
+// changeOrder: CRDs, namespaces, other writes, other deletes, then deletes
+// of namespaces and CRDs (which would take their contents with them).
+func changeOrder(c Change) int {
+	if c.Op == Delete {
+		return 10 - kindOrder(c.Object)
+	}
+	return kindOrder(c.Object)
+}
+
+func (r *Runner) server() (*server, error) {
+	dyn, err := r.C.Dynamic()
+	if err != nil {
+		return nil, err
+	}
+	mapper, err := r.C.Mapper()
+	if err != nil {
+		return nil, err
+	}
+	return &server{dyn: dyn, mapper: mapper, fieldManager: r.C.Engine.FieldManager, force: r.C.Engine.ForceConflicts}, nil
+}
+
+// printChecks prints the plan's preflight findings and returns the IDs of
+// those that block (at or above the threshold and not accepted).
+func (r *Runner) printChecks(plan *Plan, threshold Severity) []string {
+	var blocked []string
+	for _, c := range plan.Checks {
+		accepted := slices.Contains(r.C.Engine.Accept, c.ID)
+		line := fmt.Sprintf("%s [%s] %s", c.Severity, c.ID, c.Message)
+		if len(c.Objects) > 0 {
+			line += " (" + strings.Join(c.Objects, ", ") + ")"
+		}
+		if accepted {
+			line += " — accepted"
+		}
+		fmt.Fprintln(r.C.Streams.ErrOut, line)
+		if c.Hint != "" {
+			fmt.Fprintf(r.C.Streams.ErrOut, "    hint: %s\n", c.Hint)
+		}
+		if c.URL != "" {
+			fmt.Fprintf(r.C.Streams.ErrOut, "    see: %s\n", c.URL)
+		}
+		if c.Severity >= threshold && !accepted {
+			blocked = append(blocked, c.ID)
+		}
+	}
+	return blocked
+}
+
+// diff dry-runs every change on the server.
+func (r *Runner) diff(ctx context.Context, srv *server, plan *Plan) ([]*ObjectDiff, error) {
+	newNamespaces := map[string]bool{}
+	newKinds := map[string]bool{}
+	for _, ph := range plan.Phases {
+		for _, c := range ph.Changes {
+			if c.Op == Delete {
+				continue
+			}
+			if c.Object.GetKind() == "Namespace" {
+				newNamespaces[c.Object.GetName()] = true
+			}
+			if isCRD(c.Object) {
+				g, _, _ := unstructured.NestedString(c.Object.Object, "spec", "group")
+				k, _, _ := unstructured.NestedString(c.Object.Object, "spec", "names", "kind")
+				newKinds[g+"/"+k] = true
+			}
+		}
+	}
+	var out []*ObjectDiff
+	for _, ph := range plan.Phases {
+		for _, c := range ph.Changes {
+			d := &ObjectDiff{Change: c, Ref: Ref(c.Object)}
+			out = append(out, d)
+			gk := c.Object.GroupVersionKind().GroupKind()
+			live, err := srv.get(ctx, c.Object)
+			if meta.IsNoMatchError(err) && newKinds[gk.Group+"/"+gk.Kind] {
+				d.Pending, d.After = "its CRD is created by this plan", c.Object
+				continue
+			}
+			if err != nil {
+				return nil, explain(c, err)
+			}
+			d.Before = live
+			if live != nil {
+				d.LiveVersion = live.GetResourceVersion()
+			}
+			after, err := srv.do(ctx, c, live, true)
+			if apierrors.IsNotFound(err) && newNamespaces[c.Object.GetNamespace()] {
+				d.Pending, d.After = "namespace "+c.Object.GetNamespace()+" is created by this plan", c.Object
+				continue
+			}
+			if err != nil {
+				return nil, explain(c, err)
+			}
+			d.After = after
+		}
+	}
+	return out, nil
+}
+
+func (r *Runner) summary(diffs []*ObjectDiff) {
+	counts := map[string]int{}
+	for _, d := range diffs {
+		counts[d.Action()]++
+	}
+	fmt.Fprintf(r.C.Streams.ErrOut, "Plan: %d to create, %d to update, %d to delete, %d unchanged.\n",
+		counts["create"], counts["update"], counts["delete"], counts["unchanged"])
+}
+
+func (r *Runner) confirm(changed int) error {
+	if r.C.Engine.Yes {
+		return nil
+	}
+	if !r.C.CanPrompt() {
+		return exitcode.Usagef("refusing to apply %d change(s) without confirmation: no terminal to ask on; re-run with --yes (or --dry-run=server to only see the diff)", changed)
+	}
+	ok, err := r.C.Prompter.Confirm(fmt.Sprintf("Apply these %d change(s)?", changed), false)
+	if errors.Is(err, prompt.ErrInterrupted) {
+		return exitcode.New(exitcode.Interrupted, errors.New("interrupted: nothing was changed"))
+	}
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return exitcode.New(exitcode.Failure, errors.New("not confirmed: nothing was changed"))
+	}
+	return nil
+}
+
+func (r *Runner) result(plan *Plan) {
+	if plan.Result != nil {
+		plan.Result(r.C.Streams.Out)
+	}
+}
+
+// apply records the change set, then writes phase by phase.
+func (r *Runner) apply(ctx context.Context, srv *server, plan *Plan, diffs []*ObjectDiff) error {
+	kube, err := r.C.Kube()
+	if err != nil {
+		return err
+	}
+	store := &journal.Store{Kube: kube, Namespace: r.C.Engine.JournalNamespace}
+	cs := &journal.ChangeSet{
+		ID:       journal.NewID(r.C.Now()),
+		Title:    plan.Title,
+		Command:  strings.Join(append([]string{"kubectl mesh"}, argsAfterBinary(r.C.Args)...), " "),
+		User:     whoami(ctx, r.C),
+		Created:  r.C.Now().UTC(),
+		Status:   journal.StatusApplying,
+		Accepted: r.C.Engine.Accept,
+		Notes:    plan.Notes,
+		UndoOf:   plan.UndoOf,
+	}
+	var todo []*ObjectDiff
+	for _, d := range diffs {
+		if !d.Changed() {
+			continue
+		}
+		todo = append(todo, d)
+		o := d.Change.Object
+		cs.Entries = append(cs.Entries, journal.Entry{
+			APIVersion: o.GetAPIVersion(), Kind: o.GetKind(), Namespace: o.GetNamespace(), Name: o.GetName(),
+			Op: string(d.Change.Op), Existed: d.Before != nil, Prior: d.Before,
+		})
+	}
+	// The record exists before the first write: whatever happens next, undo
+	// knows the prior state.
+	if err := store.Save(ctx, cs); err != nil {
+		return err
+	}
+	fmt.Fprintf(r.C.Streams.ErrOut, "Recorded change set %s.\n", cs.ID)
+
+	finish := func(status string, cause error) error {
+		cs.Status = status
+		if cause != nil {
+			cs.Error = cause.Error()
+		}
+		// Record the outcome even when ctx was cancelled (Ctrl-C).
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := store.Save(sctx, cs); err != nil {
+			fmt.Fprintf(r.C.Streams.ErrOut, "warning: could not update change set %s (%v); it stays marked %q\n", cs.ID, err, journal.StatusApplying)
+		}
+		return cause
+	}
+
+	i := 0
+	for _, ph := range plan.Phases {
+		crds := false
+		for range ph.Changes {
+			if i >= len(todo) || !inPhase(todo[i], ph) {
+				break
+			}
+			d := todo[i]
+			if ctx.Err() != nil {
+				return finish(journal.StatusInterrupted, exitcode.New(exitcode.Interrupted, fmt.Errorf(
+					"interrupted after %d of %d change(s); change set %s is recorded: run kubectl mesh undo %s to roll back, or re-run the command to finish", i, len(todo), cs.ID, cs.ID)))
+			}
+			if _, err := srv.do(ctx, d.Change, d.Before, false); err != nil {
+				status := journal.StatusFailed
+				if ctx.Err() != nil {
+					status = journal.StatusInterrupted
+				}
+				return finish(status, fmt.Errorf("apply failed after %d of %d change(s): %w; change set %s is recorded: run kubectl mesh undo %s to roll back",
+					i, len(todo), explain(d.Change, err), cs.ID, cs.ID))
+			}
+			cs.Entries[i].Applied = true
+			fmt.Fprintf(r.C.Streams.ErrOut, "%s %s\n", d.Ref, pastTense(d.Action()))
+			crds = crds || isCRD(d.Change.Object)
+			i++
+		}
+		if crds {
+			if err := r.waitEstablished(ctx, srv, ph); err != nil {
+				return finish(journal.StatusFailed, err)
+			}
+		}
+	}
+	if err := finish(journal.StatusApplied, nil); err != nil {
+		return err
+	}
+	if plan.UndoOf != "" {
+		if orig, err := store.Get(ctx, plan.UndoOf); err == nil {
+			orig.UndoneBy = cs.ID
+			_ = store.Save(ctx, orig)
+		}
+	}
+	fmt.Fprintf(r.C.Streams.ErrOut, "Applied change set %s (%d change(s)); undo with: kubectl mesh undo %s\n", cs.ID, len(todo), cs.ID)
+	if err := r.verify(ctx, plan, cs.ID); err != nil {
+		return err
+	}
+	r.result(plan)
+	return nil
+}
+
+func inPhase(d *ObjectDiff, ph Phase) bool {
+	for _, c := range ph.Changes {
+		if c.Object == d.Change.Object {
+			return true
+		}
+	}
+	return false
+}
+
+func pastTense(action string) string {
+	switch action {
+	case "create":
+		return "created"
+	case "delete":
+		return "deleted"
+	}
+	return "configured"
+}
+
+// waitEstablished waits for the phase's CRDs to be served, then refreshes
+// discovery so later phases can use the new kinds.
+func (r *Runner) waitEstablished(ctx context.Context, srv *server, ph Phase) error {
+	for _, c := range ph.Changes {
+		if !isCRD(c.Object) || c.Op == Delete {
+			continue
+		}
+		err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			live, err := srv.get(ctx, c.Object)
+			if err != nil || live == nil {
+				return false, err
+			}
+			conds, _, _ := unstructured.NestedSlice(live.Object, "status", "conditions")
+			for _, cond := range conds {
+				m, _ := cond.(map[string]any)
+				if m["type"] == "Established" && m["status"] == "True" {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			return fmt.Errorf("CRD %s did not become established: %w", c.Object.GetName(), err)
+		}
+	}
+	srv.mapper.Reset()
+	if d, err := r.C.Discovery(); err == nil {
+		d.Invalidate()
+	}
+	return nil
+}
+
+// verify runs the plan's post-apply steps with progress on stderr.
+func (r *Runner) verify(ctx context.Context, plan *Plan, id string) error {
+	for _, v := range plan.Verify {
+		timeout := v.Timeout
+		if timeout <= 0 {
+			timeout = 5 * time.Minute
+		}
+		vctx, cancel := context.WithTimeout(ctx, timeout)
+		fmt.Fprintf(r.C.Streams.ErrOut, "Verifying: %s…\n", v.Name)
+		err := v.Run(vctx, func(format string, a ...any) {
+			fmt.Fprintf(r.C.Streams.ErrOut, "  "+format+"\n", a...)
+		})
+		cancel()
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				err = fmt.Errorf("timed out after %s", timeout)
+			}
+			return fmt.Errorf("verify %q failed: %w; the change is applied (change set %s): inspect it, or roll back with kubectl mesh undo %s", v.Name, err, id, id)
+		}
+	}
+	return nil
+}
+
+// whoami names the user for the journal; failures are not fatal.
+func whoami(ctx context.Context, c *cli.Context) string {
+	kube, err := c.Kube()
+	if err != nil {
+		return ""
+	}
+	res, err := kube.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		return ""
+	}
+	return res.Status.UserInfo.Username
+}
+
+func argsAfterBinary(args []string) []string {
+	if len(args) <= 1 {
+		return nil
+	}
+	return args[1:]
+}

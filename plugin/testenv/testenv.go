@@ -1,0 +1,453 @@
+// Package testenv starts a real control plane for tests and the sandbox:
+// etcd and kube-apiserver (RBAC on, token authentication), optionally
+// kube-controller-manager, kube-scheduler and kwok with one fake Node so
+// Deployments get pods that become Ready, and Istio's CRDs from the istio
+// module's embedded manifests. Binaries come from bin/ (hack/build-tools.sh).
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"istio.io/istio/manifests"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// Users known to the API server's token file. Admin is in system:masters;
+// the others have no permissions until a test binds a role.
+var Users = map[string]string{
+	"admin":      "admin-token",
+	"restricted": "restricted-token",
+	"viewer":     "viewer-token",
+}
+
+// Options choose what to start.
+type Options struct {
+	// Nodes starts the controller manager, scheduler and kwok with one fake node.
+	Nodes bool
+	// IstioCRDs installs Istio's CRDs.
+	IstioCRDs bool
+	// Dir holds data and logs; a temporary directory when empty.
+	Dir string
+	// Log receives progress lines; nil discards them.
+	Log io.Writer
+}
+
+// Env is a running control plane.
+type Env struct {
+	Dir        string
+	Bin        string
+	URL        string
+	Kubeconfig string // admin kubeconfig
+	Config     *rest.Config
+	Kube       kubernetes.Interface
+	Dynamic    dynamic.Interface
+
+	opts      Options
+	etcdURL   string
+	apiPort   int
+	apiserver *exec.Cmd
+	procs     []*exec.Cmd
+	ownDir    bool
+}
+
+// BinDir finds the directory with the control-plane binaries: $KUBECTL_MESH_BIN,
+// or bin/ at the module root above the working directory.
+func BinDir() (string, error) {
+	if d := os.Getenv("KUBECTL_MESH_BIN"); d != "" {
+		return d, nil
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil && !strings.Contains(dir, "/hack/tools") {
+			return filepath.Join(dir, "bin"), nil
+		}
+		if filepath.Dir(dir) == dir {
+			return "", errors.New("testenv: no go.mod above the working directory")
+		}
+	}
+}
+
+// Start brings up the control plane; call Stop when done.
+func Start(ctx context.Context, opts Options) (*Env, error) {
+	bin, err := BinDir()
+	if err != nil {
+		return nil, err
+	}
+	need := []string{"etcd", "kube-apiserver"}
+	if opts.Nodes {
+		need = append(need, "kube-controller-manager", "kube-scheduler", "kwok", "kwok-stages.yaml")
+	}
+	for _, n := range need {
+		if _, err := os.Stat(filepath.Join(bin, n)); err != nil {
+			return nil, fmt.Errorf("testenv: %s missing in %s: run hack/build-tools.sh (the README's test command does)", n, bin)
+		}
+	}
+	e := &Env{Bin: bin, opts: opts, Dir: opts.Dir}
+	if e.Dir == "" {
+		if e.Dir, err = os.MkdirTemp("", "kubectl-mesh-testenv-"); err != nil {
+			return nil, err
+		}
+		e.ownDir = true
+	}
+	if err := e.start(ctx); err != nil {
+		e.Stop()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Env) logf(format string, a ...any) {
+	if e.opts.Log != nil {
+		fmt.Fprintf(e.opts.Log, "testenv: "+format+"\n", a...)
+	}
+}
+
+func (e *Env) start(ctx context.Context) error {
+	begin := time.Now()
+	ports, err := freePorts(3)
+	if err != nil {
+		return err
+	}
+	e.etcdURL = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+	e.apiPort = ports[2]
+	e.URL = fmt.Sprintf("https://127.0.0.1:%d", e.apiPort)
+
+	if _, err := e.spawn("etcd", "--name=default", "--data-dir="+filepath.Join(e.Dir, "etcd"),
+		"--listen-client-urls="+e.etcdURL, "--advertise-client-urls="+e.etcdURL,
+		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer,
+		"--initial-cluster=default="+peer, "--unsafe-no-fsync", "--log-level=warn"); err != nil {
+		return err
+	}
+	if err := e.writeFiles(); err != nil {
+		return err
+	}
+	if err := e.StartAPIServer(ctx); err != nil {
+		return err
+	}
+	e.logf("apiserver ready at %s after %s", e.URL, time.Since(begin).Round(time.Millisecond))
+	if e.opts.IstioCRDs {
+		if err := InstallIstioCRDs(ctx, e.Config); err != nil {
+			return err
+		}
+		e.logf("istio CRDs established after %s", time.Since(begin).Round(time.Millisecond))
+	}
+	if e.opts.Nodes {
+		if err := e.startNodes(ctx); err != nil {
+			return err
+		}
+		e.logf("fake node ready after %s", time.Since(begin).Round(time.Millisecond))
+	}
+	return nil
+}
+
+func (e *Env) path(name string) string { return filepath.Join(e.Dir, name) }
+
+// writeFiles creates the service-account key, the token file and the
+// kubeconfigs.
+func (e *Env) writeFiles() error {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return err
+	}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	if err := os.WriteFile(e.path("sa.key"), keyPEM, 0o600); err != nil {
+		return err
+	}
+	var tokens bytes.Buffer
+	uid := 1
+	for user, token := range Users {
+		groups := ""
+		if user == "admin" {
+			groups = `,"system:masters"`
+		}
+		fmt.Fprintf(&tokens, "%s,%s,%d%s\n", token, user, uid, groups)
+		uid++
+	}
+	if err := os.WriteFile(e.path("tokens.csv"), tokens.Bytes(), 0o600); err != nil {
+		return err
+	}
+	e.Kubeconfig = e.path("admin.kubeconfig")
+	return os.WriteFile(e.Kubeconfig, []byte(e.KubeconfigFor("admin", Users["admin"], "")), 0o600)
+}
+
+// KubeconfigFor renders a kubeconfig for a token; ns sets the context's namespace.
+func (e *Env) KubeconfigFor(user, token, ns string) string {
+	nsLine := ""
+	if ns != "" {
+		nsLine = "\n    namespace: " + ns
+	}
+	return fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: testenv
+  cluster:
+    server: %s
+    insecure-skip-tls-verify: true
+users:
+- name: %s
+  user:
+    token: %s
+contexts:
+- name: %s
+  context:
+    cluster: testenv
+    user: %s%s
+current-context: %s
+`, e.URL, user, token, user, user, nsLine, user)
+}
+
+// WriteKubeconfig writes a kubeconfig for user (a key of Users) and returns its path.
+func (e *Env) WriteKubeconfig(user, ns string) (string, error) {
+	p := e.path(user + "-" + ns + ".kubeconfig")
+	return p, os.WriteFile(p, []byte(e.KubeconfigFor(user, Users[user], ns)), 0o600)
+}
+
+// StartAPIServer starts (or restarts) kube-apiserver and waits until it is ready.
+func (e *Env) StartAPIServer(ctx context.Context) error {
+	cmd, err := e.spawn("kube-apiserver",
+		"--etcd-servers="+e.etcdURL,
+		"--cert-dir="+e.path("certs"),
+		fmt.Sprintf("--secure-port=%d", e.apiPort),
+		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+		"--authorization-mode=RBAC",
+		"--token-auth-file="+e.path("tokens.csv"),
+		"--service-account-issuer=https://kubernetes.default.svc",
+		"--service-account-key-file="+e.path("sa.key"),
+		"--service-account-signing-key-file="+e.path("sa.key"),
+		"--service-cluster-ip-range=10.96.0.0/16",
+		"--allow-privileged=true",
+		// No kubelet serves ServiceAccount tokens here: pods are fake.
+		"--disable-admission-plugins=ServiceAccount",
+		"--enable-priority-and-fairness=false",
+		"--v=0")
+	if err != nil {
+		return err
+	}
+	e.apiserver = cmd
+	e.Config = &rest.Config{Host: e.URL, BearerToken: Users["admin"], QPS: 100, Burst: 200,
+		TLSClientConfig: rest.TLSClientConfig{Insecure: true}}
+	if e.Kube, err = kubernetes.NewForConfig(e.Config); err != nil {
+		return err
+	}
+	if e.Dynamic, err = dynamic.NewForConfig(e.Config); err != nil {
+		return err
+	}
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		if cmd.ProcessState != nil {
+			return false, fmt.Errorf("kube-apiserver exited; see %s", e.path("kube-apiserver.log"))
+		}
+		body, err := e.Kube.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		return err == nil && string(body) == "ok", nil
+	})
+}
+
+// KillAPIServer kills kube-apiserver abruptly (for fault-tolerance tests).
+func (e *Env) KillAPIServer() {
+	if e.apiserver != nil && e.apiserver.Process != nil {
+		_ = e.apiserver.Process.Kill()
+		_, _ = e.apiserver.Process.Wait()
+	}
+}
+
+// spawn starts a binary from bin/ with its output in <dir>/<name>.log. The
+// process is killed if the test binary dies (Pdeathsig).
+func (e *Env) spawn(name string, args ...string) (*exec.Cmd, error) {
+	logf, err := os.OpenFile(e.path(name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(filepath.Join(e.Bin, name), args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("testenv: start %s: %w", name, err)
+	}
+	go func() { _ = cmd.Wait(); logf.Close() }()
+	e.procs = append(e.procs, cmd)
+	return cmd, nil
+}
+
+// Stop kills every process and removes the temporary directory.
+func (e *Env) Stop() {
+	for i := len(e.procs) - 1; i >= 0; i-- {
+		if p := e.procs[i].Process; p != nil {
+			_ = syscall.Kill(-p.Pid, syscall.SIGKILL)
+		}
+	}
+	for _, p := range e.procs {
+		for range 50 {
+			if p.ProcessState != nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if e.ownDir {
+		_ = os.RemoveAll(e.Dir)
+	}
+}
+
+func freePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// startNodes runs the controller manager, the scheduler and kwok, and
+// registers one fake node that kwok keeps Ready.
+func (e *Env) startNodes(ctx context.Context) error {
+	if _, err := e.spawn("kube-controller-manager", "--kubeconfig="+e.Kubeconfig, "--leader-elect=false",
+		"--service-account-private-key-file="+e.path("sa.key"), "--use-service-account-credentials=false",
+		"--secure-port=0", "--controllers=*,-nodeipam,-serviceaccount-token", "--node-monitor-grace-period=60s"); err != nil {
+		return err
+	}
+	if _, err := e.spawn("kube-scheduler", "--kubeconfig="+e.Kubeconfig, "--leader-elect=false", "--secure-port=0"); err != nil {
+		return err
+	}
+	if _, err := e.spawn("kwok", "--kubeconfig="+e.Kubeconfig, "--config="+filepath.Join(e.Bin, "kwok-stages.yaml"),
+		"--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+		"--cidr=10.244.0.1/16", "--node-ip=10.0.0.1"); err != nil {
+		return err
+	}
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        "kwok-node-0",
+			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+			Labels:      map[string]string{"type": "kwok", "kubernetes.io/hostname": "kwok-node-0", "kubernetes.io/os": "linux"},
+		},
+		Status: corev1.NodeStatus{
+			Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("64"), corev1.ResourceMemory: resource.MustParse("256Gi"), corev1.ResourcePods: resource.MustParse("1000")},
+			Capacity:    corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("64"), corev1.ResourceMemory: resource.MustParse("256Gi"), corev1.ResourcePods: resource.MustParse("1000")},
+		},
+	}
+	if _, err := e.Kube.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("testenv: create fake node: %w", err)
+	}
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		n, err := e.Kube.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				return len(n.Spec.Taints) == 0, nil
+			}
+		}
+		return false, nil
+	})
+}
+
+var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+
+// IstioCRDs returns the CRDs embedded in the istio module (the base chart's crd-all).
+func IstioCRDs() ([]*unstructured.Unstructured, error) {
+	raw, err := fs.ReadFile(manifests.BuiltinOrDir(""), "charts/base/files/crd-all.gen.yaml")
+	if err != nil {
+		return nil, err
+	}
+	return DecodeYAML(raw)
+}
+
+// DecodeYAML splits a multi-document YAML stream into objects.
+func DecodeYAML(raw []byte) ([]*unstructured.Unstructured, error) {
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
+	var out []*unstructured.Unstructured
+	for {
+		var obj map[string]any
+		if err := dec.Decode(&obj); err == io.EOF {
+			return out, nil
+		} else if err != nil {
+			return nil, err
+		}
+		if len(obj) == 0 {
+			continue
+		}
+		out = append(out, &unstructured.Unstructured{Object: obj})
+	}
+}
+
+// InstallIstioCRDs creates Istio's CRDs and waits until they are established.
+func InstallIstioCRDs(ctx context.Context, cfg *rest.Config) error {
+	crds, err := IstioCRDs()
+	if err != nil {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	for _, c := range crds {
+		if _, err := dyn.Resource(crdGVR).Create(ctx, c, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("testenv: create CRD %s: %w", c.GetName(), err)
+		}
+	}
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		list, err := dyn.Resource(crdGVR).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		established := 0
+		for _, item := range list.Items {
+			var crd apiextensionsv1.CustomResourceDefinition
+			if err := fromUnstructured(item.Object, &crd); err != nil {
+				return false, err
+			}
+			for _, c := range crd.Status.Conditions {
+				if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
+					established++
+				}
+			}
+		}
+		return established >= len(crds), nil
+	})
+}
+
+// Healthy reports whether the apiserver answers /readyz.
+func (e *Env) Healthy(ctx context.Context) bool {
+	body, err := e.Kube.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+	return err == nil && string(body) == "ok"
+}
