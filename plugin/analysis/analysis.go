@@ -64,7 +64,8 @@ func Run(ctx context.Context, o Options) (diag.Messages, error) {
 		if err != nil {
 			return nil, fmt.Errorf("analysis: cannot create a client: %w", err)
 		}
-		defer c.Shutdown()
+		// Informers stop when ctx is cancelled; Shutdown waits for that.
+		defer func() { cancel(); c.Shutdown() }()
 		sa.AddRunningKubeSourceWithRevision(kube.EnableCrdWatcher(c), "default", false)
 	} else if err := sa.AddDefaultResources(); err != nil {
 		return nil, fmt.Errorf("analysis: %w", err)
@@ -92,11 +93,13 @@ func names(srcs []Source) string {
 	return strings.Join(n, ", ")
 }
 
-// ParseSuppression parses "CODE=Kind name.namespace" as istioctl does.
+// ParseSuppression parses "CODE=Kind namespace/name": Istio matches the glob
+// against the origin's friendly name, which is "Kind namespace/name" for both
+// live and file resources (istioctl's help still says name.namespace).
 func ParseSuppression(s string) (Suppression, error) {
 	code, res, ok := strings.Cut(s, "=")
 	if !ok || code == "" || res == "" {
-		return Suppression{}, fmt.Errorf("invalid --suppress %q: use CODE=Kind name.namespace, e.g. IST0102=Namespace default", s)
+		return Suppression{}, fmt.Errorf("invalid --suppress %q: use CODE=Kind namespace/name, e.g. IST0101=VirtualService bookinfo/reviews", s)
 	}
 	for _, t := range msg.All() {
 		if t.Code() == code {

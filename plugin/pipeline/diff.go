@@ -138,8 +138,8 @@ func (p *DiffPrinter) paint(s, color string) string {
 
 func (p *DiffPrinter) unified(ref, before, after string) {
 	text, _ := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-		A:        difflib.SplitLines(before),
-		B:        difflib.SplitLines(after),
+		A:        lines(before),
+		B:        lines(after),
 		FromFile: "live/" + ref,
 		ToFile:   "planned/" + ref,
 		Context:  3,
@@ -197,4 +197,13 @@ func (p *DiffPrinter) external(diffs []*ObjectDiff) error {
 		return fmt.Errorf("KUBECTL_EXTERNAL_DIFF %q failed: %w", p.External, err)
 	}
 	return nil
+}
+
+// lines splits text into lines that keep their newline; empty text (an
+// absent object) has no lines at all.
+func lines(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.SplitAfter(strings.TrimSuffix(s, "\n")+"\n", "\n")[:strings.Count(strings.TrimSuffix(s, "\n"), "\n")+1]
 }

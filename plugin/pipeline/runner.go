@@ -54,7 +54,10 @@ func (r *Runner) Run(ctx context.Context, plan *Plan) error {
 		if err != nil {
 			return err
 		}
-		blocked = append(blocked, fs...)
+		// An undo must always be possible: its findings are reported, never blocking.
+		if plan.UndoOf == "" {
+			blocked = append(blocked, fs...)
+		}
 	}
 
 	srv, err := r.server()
@@ -82,6 +85,8 @@ func (r *Runner) Run(ctx context.Context, plan *Plan) error {
 	}
 	r.summary(diffs)
 	if len(blocked) > 0 {
+		slices.Sort(blocked)
+		blocked = slices.Compact(blocked)
 		return exitcode.Blockedf("blocked by %d finding(s) at or above %s: %s; fix them, or accept one with --accept ID",
 			len(blocked), e.FailureThreshold, strings.Join(blocked, ", "))
 	}

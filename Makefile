@@ -1,0 +1,26 @@
+# kubectl mesh — build, install, test.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/kubectl-mesh/kubectl-mesh/plugin/cli.Version=$(VERSION)
+export CGO_ENABLED ?= 0
+
+.PHONY: build install test tools sandbox lint
+
+build: ## bin/kubectl-mesh
+	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/kubectl-mesh ./cmd/kubectl-mesh
+
+install: ## install kubectl-mesh into $(go env GOPATH)/bin so `kubectl mesh` finds it
+	go install -trimpath -ldflags "$(LDFLAGS)" ./cmd/kubectl-mesh
+	@echo "installed $$(go env GOPATH)/bin/kubectl-mesh; make sure that directory is on PATH, then run: kubectl mesh --help"
+
+tools: ## the test control plane: etcd, kube-apiserver, controller manager, scheduler, kubectl, kwok (cached in bin/)
+	hack/build-tools.sh
+
+lint:
+	@out=$$(gofmt -l cmd plugin workflows hack/sandbox); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+	go vet ./...
+
+test: tools lint ## everything: builds what the tests need, then unit and end-to-end tests
+	go test -count=1 -timeout 40m ./...
+
+sandbox: tools ## a local control plane with Istio CRDs and sample workloads
+	hack/sandbox.sh

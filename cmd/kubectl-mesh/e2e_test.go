@@ -1,0 +1,144 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestHelpAndClientVersionWorkWithoutCluster(t *testing.T) {
+	// A kubeconfig pointing at a closed port: anything that touches the
+	// network would fail.
+	dead := writeFile(t, "dead.kubeconfig", strings.ReplaceAll(env.KubeconfigFor("admin", "x", ""), env.URL, "https://127.0.0.1:1"))
+	noCluster := []string{"KUBECONFIG=" + dead}
+
+	r := kubectl(t, noCluster, "mesh", "--help")
+	if r.code != 0 {
+		t.Fatalf("--help exit %d", r.code)
+	}
+	mustContain(t, "help", r.stdout, "kubectl mesh [command]", "--dry-run", "--field-manager", "--istio-namespace", "--kubeconfig", "--context", "--failure-threshold", "--force-conflicts", "--output-dir", "--yes")
+
+	r = kubectl(t, noCluster, "mesh", "version", "--client")
+	if r.code != 0 {
+		t.Fatalf("version --client exit %d: %s", r.code, r.stderr)
+	}
+	mustContain(t, "version", r.stdout, "kubectl-mesh: v0.0.0-e2e", "istio libraries: istio.io/istio v0.0.0-20260827124520-eed52ebb66ad")
+	if strings.Contains(r.stdout, "kubernetes:") {
+		t.Fatalf("version --client printed server information:\n%s", r.stdout)
+	}
+
+	// Without --client an unreachable cluster is an error that says what to check.
+	r = kubectl(t, noCluster, "mesh", "version")
+	if r.code != 69 {
+		t.Fatalf("version against a dead server: exit %d, want 69", r.code)
+	}
+	mustContain(t, "error", errorLine(t, r), "check that the cluster is running")
+}
+
+func TestVersionReportsClusterAndControlPlane(t *testing.T) {
+	createNamespace(t, "istio-cp-version")
+	istiod := writeFile(t, "istiod.yaml", `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: istiod-1-31
+  namespace: istio-cp-version
+  labels: {app: istiod, istio.io/rev: 1-31}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: istiod, istio.io/rev: 1-31}}
+  template:
+    metadata: {labels: {app: istiod, istio.io/rev: 1-31}}
+    spec:
+      containers:
+      - {name: discovery, image: docker.io/istio/pilot:1.31.0}
+`)
+	if r := kubectl(t, nil, "apply", "-f", istiod); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	r := mesh(t, 0, "version", "-o", "json")
+	var info struct {
+		Plugin       string `json:"plugin"`
+		Kubernetes   string `json:"kubernetes"`
+		ControlPlane []struct{ Revision, Namespace, Version string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &info); err != nil {
+		t.Fatalf("version -o json: %v\n%s", err, r.stdout)
+	}
+	if info.Kubernetes != "v1.36.1" {
+		t.Fatalf("kubernetes version %q, want the test apiserver's v1.36.1", info.Kubernetes)
+	}
+	found := false
+	for _, cp := range info.ControlPlane {
+		if cp.Revision == "1-31" && cp.Namespace == "istio-cp-version" && cp.Version == "1.31.0" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("control plane 1-31 not reported: %+v", info.ControlPlane)
+	}
+	r = mesh(t, 0, "version")
+	mustContain(t, "version", r.stdout, "kubernetes: v1.36.1", "1-31", "istio-cp-version", "1.31.0")
+}
+
+const brokenVS = `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: %s}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews, subset: v9}
+`
+
+func TestAnalyzeLiveFilesAndExitCodes(t *testing.T) {
+	ns := "analyze-e2e"
+	createNamespace(t, ns)
+	kubectl(t, nil, "label", "namespace", ns, "istio-injection=enabled")
+
+	// Clean namespace: no messages, exit 0, confirmation on stderr.
+	r := mesh(t, 0, "analyze", "-n", ns)
+	mustContain(t, "stderr", r.stderr, "No validation issues found when analyzing namespace: "+ns)
+
+	// A what-if file with a dangling subset: IST0101 is an Error → exit 79.
+	vs := writeFile(t, "vs.yaml", strings.ReplaceAll(brokenVS, "%s", ns))
+	r = mesh(t, 79, "analyze", "-n", ns, vs)
+	mustContain(t, "stdout", r.stdout, "IST0101", "VirtualService "+ns+"/reviews")
+
+	// JSON output is machine-readable.
+	r = mesh(t, 79, "analyze", "-n", ns, "-o", "json", vs)
+	var msgs []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &msgs); err != nil || len(msgs) == 0 || msgs[0]["code"] != "IST0101" {
+		t.Fatalf("analyze -o json: %v %+v", err, msgs)
+	}
+
+	// Below the threshold the same findings do not fail the command.
+	mesh(t, 0, "analyze", "-n", ns, "--failure-threshold", "Error", "-S", "IST0101=VirtualService "+ns+"/reviews", vs)
+
+	// Files only.
+	r = mesh(t, 79, "analyze", "--use-kube=false", vs)
+	mustContain(t, "stdout", r.stdout, "IST0101")
+
+	// Analysis never writes: the file's object is not in the cluster.
+	if r := kubectl(t, nil, "get", "virtualservice", "-n", ns, "reviews"); r.code == 0 {
+		t.Fatal("analyze created the VirtualService")
+	}
+}
+
+func TestAnalyzeWithoutIstioCRDs(t *testing.T) {
+	bare := startBareEnv(t)
+	r := kubectl(t, []string{"KUBECONFIG=" + bare.Kubeconfig}, "mesh", "analyze", "-A")
+	if r.code != 69 {
+		t.Fatalf("exit %d, want 69", r.code)
+	}
+	mustContain(t, "error", errorLine(t, r), "Istio CRDs are not installed")
+	assertNoLeaks(t, r)
+}
+
+func TestMain_readmeCommandsAreDocumented(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, "README.md", string(readme), "make install", "make test", "hack/sandbox.sh")
+}

@@ -1,0 +1,96 @@
+// Package cmd builds the `kubectl mesh` command tree: the engine's own
+// commands (version, analyze, history, undo) and one command per workflow.
+package cmd
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/prompt"
+)
+
+// NewRoot returns the root command. Workflows come from the caller so this
+// package never imports them.
+func NewRoot(streams genericiooptions.IOStreams, workflows ...pipeline.Workflow) (*cobra.Command, *cli.Context) {
+	c := cli.New(streams)
+	root := &cobra.Command{
+		Use:   "kubectl-mesh",
+		Short: "Guided, safe Istio changes for platform teams",
+		Long: `kubectl mesh turns Istio expertise into guided, safe changes: every command
+asks for what it needs (or takes flags), plans the objects, runs Istio's
+analyzers on the cluster as it would be, shows a server-side diff, applies on
+confirmation, verifies, and records a change set you can undo.`,
+		Annotations: map[string]string{
+			// Usage lines read "kubectl mesh …", as kubectl plugins should.
+			cobra.CommandDisplayNameAnnotation: "kubectl mesh",
+		},
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			// Prompts need a real terminal on both ends; tests install a mock.
+			if c.Prompter == nil && cli.IsTerminal(streams.In) && cli.IsTerminal(streams.Out) {
+				if p, err := prompt.NewSurvey(streams.In, streams.Out, streams.ErrOut); err == nil {
+					c.Prompter = p
+				}
+			}
+			return nil
+		},
+	}
+	root.SetIn(streams.In)
+	root.SetOut(streams.Out)
+	root.SetErr(streams.ErrOut)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return exitcode.Usagef("%v; see kubectl mesh --help", err)
+	})
+	c.Flags.AddFlags(root.PersistentFlags())
+	c.Engine.AddFlags(root.PersistentFlags())
+
+	root.AddCommand(newVersion(c), newAnalyze(c), newHistory(c), newUndo(c))
+	for _, w := range workflows {
+		root.AddCommand(bind(c, w))
+	}
+	return root, c
+}
+
+// bind wires a workflow into the engine: Complete → Validate → Plan → Runner.
+func bind(c *cli.Context, w pipeline.Workflow) *cobra.Command {
+	cmd := w.Command()
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		ctx := cmd.Context()
+		if err := c.Engine.Validate(); err != nil {
+			return exitcode.New(exitcode.Usage, err)
+		}
+		if err := w.Complete(ctx, c, args); err != nil {
+			return err
+		}
+		if err := w.Validate(); err != nil {
+			return exitcode.New(exitcode.Usage, err)
+		}
+		plan, err := w.Plan(ctx, c)
+		if err != nil {
+			return err
+		}
+		return (&pipeline.Runner{C: c}).Run(ctx, plan)
+	}
+	return cmd
+}
+
+// Execute runs the root command and returns the exit code and the message
+// to print (already one line).
+func Execute(ctx context.Context, root *cobra.Command) (int, string) {
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitcode.OK, ""
+	}
+	code, msg := exitcode.Describe(err)
+	if msg != "" {
+		msg = fmt.Sprintf("error: %s", msg)
+	}
+	return code, msg
+}

@@ -1,0 +1,12 @@
+// Package workflows lists every workflow; cmd/kubectl-mesh wires them in.
+package workflows
+
+import (
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+	"github.com/kubectl-mesh/kubectl-mesh/workflows/apply"
+)
+
+// All returns a fresh instance of every workflow.
+func All() []pipeline.Workflow {
+	return []pipeline.Workflow{apply.New()}
+}
