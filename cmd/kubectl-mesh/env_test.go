@@ -20,3 +20,5 @@ func startBareEnv(t *testing.T) *testenv.Env {
 	t.Cleanup(e.Stop)
 	return e
 }
+
+func sleep() { time.Sleep(100 * time.Millisecond) }

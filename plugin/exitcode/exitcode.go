@@ -80,7 +80,9 @@ func Describe(err error) (int, string) {
 	switch {
 	case apierrors.IsUnauthorized(err):
 		return NoPerm, msg + "; your credentials were rejected: refresh them (or pick another --context) and retry"
-	case apierrors.IsForbidden(err):
+	case apierrors.IsForbidden(err) && strings.Contains(msg, " cannot "):
+		// RBAC denials read `User "x" cannot create resource …`; other
+		// Forbidden answers (exceeded quota, admission) keep their own text.
 		return NoPerm, msg + "; ask a cluster admin for this permission (kubectl auth can-i lists yours)"
 	case meta.IsNoMatchError(err):
 		return Unavailable, msg + "; the CRD is not installed in the cluster (Istio CRDs come with kubectl mesh install)"

@@ -164,7 +164,12 @@ func (s *Store) List(ctx context.Context) ([]*ChangeSet, error) {
 		}
 		out = append(out, cs)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID > out[j].ID })
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.After(out[j].Created)
+		}
+		return out[i].ID > out[j].ID
+	})
 	return out, nil
 }
 

@@ -87,7 +87,20 @@ func (s *server) do(ctx context.Context, ch Change, live *unstructured.Unstructu
 			return rc.Create(ctx, obj, metav1.CreateOptions{FieldManager: s.fieldManager, DryRun: dr})
 		}
 		obj.SetResourceVersion(live.GetResourceVersion())
-		return rc.Update(ctx, obj, metav1.UpdateOptions{FieldManager: s.fieldManager, DryRun: dr})
+		res, err := rc.Update(ctx, obj, metav1.UpdateOptions{FieldManager: s.fieldManager, DryRun: dr})
+		if err != nil || dryRun || len(obj.GetManagedFields()) == 0 {
+			return res, err
+		}
+		// The update records us as owner of the fields it put back; the
+		// restored object should have exactly its prior owners. A patch of
+		// managedFields alone changes no field, so it adds no entry.
+		patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+			"managedFields": obj.Object["metadata"].(map[string]any)["managedFields"],
+		}})
+		if err != nil {
+			return nil, err
+		}
+		return rc.Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
 	case Delete:
 		if live == nil {
 			return nil, nil
