@@ -153,5 +153,12 @@ func requireCluster(ctx context.Context, c *cli.Context, ns string) error {
 	} else if err != nil {
 		return err
 	}
+	denied, err := analysis.Unreadable(ctx, kube)
+	if err != nil {
+		return err
+	}
+	if len(denied) > 0 {
+		return exitcode.New(exitcode.NoPerm, fmt.Errorf("Istio's analyzers read the whole cluster, but you cannot list %s: ask for read access, or analyze files only with --use-kube=false", analysis.Abbreviate(denied, 4)))
+	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/analysis"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
@@ -33,6 +34,9 @@ confirmation, verifies, and records a change set you can undo.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			// Istio's packages route klog and their own loggers to stdout;
+			// nothing but our output may reach the user.
+			analysis.Quiet()
 			// Prompts need a real terminal on both ends; tests install a mock.
 			if c.Prompter == nil && cli.IsTerminal(streams.In) && cli.IsTerminal(streams.Out) {
 				if p, err := prompt.NewSurvey(streams.In, streams.Out, streams.ErrOut); err == nil {

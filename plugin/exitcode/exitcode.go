@@ -87,6 +87,10 @@ func Describe(err error) (int, string) {
 	case meta.IsNoMatchError(err):
 		return Unavailable, msg + "; the CRD is not installed in the cluster (Istio CRDs come with kubectl mesh install)"
 	case isUnreachable(err):
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			msg = fmt.Sprintf("cannot reach the Kubernetes API server at %s: %s", host(ue.URL), rootCause(ue.Err))
+		}
 		return Unavailable, msg + "; check that the cluster is running and that --kubeconfig/--context point at it"
 	}
 	return code, msg
@@ -108,4 +112,23 @@ func oneLine(s string) string {
 		s = strings.TrimSpace(s[:i]) + fmt.Sprintf(" (and %d more lines)", rest)
 	}
 	return s
+}
+
+func host(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// rootCause is the innermost error text ("connection refused").
+func rootCause(err error) string {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err.Error()
+		}
+		err = next
+	}
 }

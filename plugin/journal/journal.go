@@ -109,10 +109,14 @@ func (s *Store) Save(ctx context.Context, cs *ChangeSet) error {
 	cur, err := secrets.Get(ctx, cs.ID, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		if err := s.ensureNamespace(ctx); err != nil {
-			return err
-		}
 		_, err = secrets.Create(ctx, sec, metav1.CreateOptions{})
+		if apierrors.IsNotFound(err) {
+			// First change set in this cluster: the namespace is missing.
+			if err := s.createNamespace(ctx); err != nil {
+				return err
+			}
+			_, err = secrets.Create(ctx, sec, metav1.CreateOptions{})
+		}
 	case err == nil:
 		sec.ResourceVersion = cur.ResourceVersion
 		_, err = secrets.Update(ctx, sec, metav1.UpdateOptions{})
@@ -123,17 +127,11 @@ func (s *Store) Save(ctx context.Context, cs *ChangeSet) error {
 	return nil
 }
 
-func (s *Store) ensureNamespace(ctx context.Context) error {
-	_, err := s.Kube.CoreV1().Namespaces().Get(ctx, s.Namespace, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: s.Namespace, Labels: map[string]string{LabelManagedBy: ManagedByValue}}}
-		_, err = s.Kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})
-		if apierrors.IsAlreadyExists(err) {
-			err = nil
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("journal: namespace %s: %w", s.Namespace, err)
+func (s *Store) createNamespace(ctx context.Context) error {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: s.Namespace, Labels: map[string]string{LabelManagedBy: ManagedByValue}}}
+	_, err := s.Kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("journal: cannot create namespace %s for change sets: %w", s.Namespace, err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
 	"istio.io/istio/pkg/config/analysis/diag"
@@ -21,6 +22,24 @@ func (r *Runner) analyze(ctx context.Context, plan *Plan, threshold Severity) ([
 	rc, err := r.C.RESTConfig()
 	if err != nil {
 		return nil, err
+	}
+	kube, err := r.C.Kube()
+	if err != nil {
+		return nil, err
+	}
+	denied, err := analysis.Unreadable(ctx, kube)
+	if err != nil {
+		return nil, err
+	}
+	if len(denied) > 0 {
+		// Analysis needs cluster-wide reads; without them the plan gets a
+		// finding the user can accept, instead of a hang or a silent skip.
+		plan.Checks = append(plan.Checks, Check{
+			ID: "ANALYSIS-SKIPPED", Severity: Warning,
+			Message: fmt.Sprintf("Istio analysis skipped: you cannot list %s cluster-wide", analysis.Abbreviate(denied, 4)),
+			Hint:    "ask for read access to these kinds (a ClusterRole with get/list/watch), or accept with --accept ANALYSIS-SKIPPED",
+		})
+		return nil, nil
 	}
 	var buf bytes.Buffer
 	for _, o := range plan.Objects() {
@@ -98,3 +117,4 @@ func accepted(list []string, id string) bool {
 	}
 	return false
 }
+

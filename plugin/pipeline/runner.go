@@ -47,8 +47,18 @@ func (r *Runner) Run(ctx context.Context, plan *Plan) error {
 	}
 
 	threshold, _ := cli.ParseSeverity(e.FailureThreshold)
-	blocked := r.printChecks(plan, Severity(threshold))
 
+	// The diff comes first: it is where bad credentials, missing
+	// permissions and invalid objects surface, quickly and per object.
+	srv, err := r.server()
+	if err != nil {
+		return err
+	}
+	diffs, err := r.diff(ctx, srv, plan)
+	if err != nil {
+		return err
+	}
+	var blocked []string
 	if len(plan.Objects()) > 0 {
 		fs, err := r.analyze(ctx, plan, Severity(threshold))
 		if err != nil {
@@ -59,15 +69,7 @@ func (r *Runner) Run(ctx context.Context, plan *Plan) error {
 			blocked = append(blocked, fs...)
 		}
 	}
-
-	srv, err := r.server()
-	if err != nil {
-		return err
-	}
-	diffs, err := r.diff(ctx, srv, plan)
-	if err != nil {
-		return err
-	}
+	blocked = append(blocked, r.printChecks(plan, Severity(threshold))...)
 	changed := 0
 	for _, d := range diffs {
 		if d.Changed() {
