@@ -116,4 +116,3 @@ func accepted(list []string, id string) bool {
 	}
 	return false
 }
-
