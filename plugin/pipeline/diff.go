@@ -177,7 +177,7 @@ func (p *DiffPrinter) external(diffs []*ObjectDiff) error {
 		if !d.Changed() {
 			continue
 		}
-		name := strings.NewReplacer("/", ".", " ", "", "-n", "").Replace(d.Ref)
+		name := fileName(d.Change.Object)
 		b, a := d.texts(p.ShowSecrets)
 		if err := os.WriteFile(filepath.Join(live, name), []byte(b), 0o600); err != nil {
 			return err
@@ -206,4 +206,17 @@ func lines(s string) []string {
 		return nil
 	}
 	return strings.SplitAfter(strings.TrimSuffix(s, "\n")+"\n", "\n")[:strings.Count(strings.TrimSuffix(s, "\n"), "\n")+1]
+}
+
+// fileName names an object's file as kubectl diff does: group.version.kind.namespace.name.
+func fileName(u *unstructured.Unstructured) string {
+	gvk := u.GroupVersionKind()
+	parts := []string{gvk.Group, gvk.Version, gvk.Kind, u.GetNamespace(), u.GetName()}
+	var out []string
+	for _, p := range parts {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, ".")
 }
