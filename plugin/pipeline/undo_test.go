@@ -71,4 +71,3 @@ func TestSortPhasesPutsCRDsAndNamespacesFirst(t *testing.T) {
 		t.Fatalf("order %v, want %v", names, want)
 	}
 }
-

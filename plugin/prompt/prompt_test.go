@@ -130,4 +130,3 @@ func TestSurveyOnRealTerminal(t *testing.T) {
 		})
 	}
 }
-
