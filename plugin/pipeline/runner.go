@@ -313,36 +313,43 @@ func (r *Runner) apply(ctx context.Context, srv *server, plan *Plan, diffs []*Ob
 		return cause
 	}
 
-	i := 0
-	for _, ph := range plan.Phases {
-		crds := false
-		for range ph.Changes {
-			if i >= len(todo) || !inPhase(todo[i], ph) {
-				break
-			}
-			d := todo[i]
-			if ctx.Err() != nil {
-				return finish(journal.StatusInterrupted, exitcode.New(exitcode.Interrupted, fmt.Errorf(
-					"interrupted after %d of %d change(s); change set %s is recorded: run kubectl mesh undo %s to roll back, or re-run the command to finish", i, len(todo), cs.ID, cs.ID)))
-			}
-			if _, err := srv.do(ctx, d.Change, d.Before, false); err != nil {
-				status := journal.StatusFailed
-				if ctx.Err() != nil {
-					status = journal.StatusInterrupted
-				}
-				return finish(status, fmt.Errorf("apply failed after %d of %d change(s): %w; change set %s is recorded: run kubectl mesh undo %s to roll back",
-					i, len(todo), explain(d.Change, err), cs.ID, cs.ID))
-			}
-			cs.Entries[i].Applied = true
-			fmt.Fprintf(r.C.Streams.ErrOut, "%s %s\n", d.Ref, pastTense(d.Action()))
-			crds = crds || isCRD(d.Change.Object)
-			i++
+	// CRDs must be established (and discovery refreshed) before anything
+	// that uses them: wait as soon as a non-CRD change follows new CRDs.
+	var newCRDs []Change
+	settle := func() error {
+		if len(newCRDs) == 0 {
+			return nil
 		}
-		if crds {
-			if err := r.waitEstablished(ctx, srv, ph); err != nil {
+		err := r.waitEstablished(ctx, srv, newCRDs)
+		newCRDs = nil
+		return err
+	}
+	for i, d := range todo {
+		if !isCRD(d.Change.Object) {
+			if err := settle(); err != nil {
 				return finish(journal.StatusFailed, err)
 			}
 		}
+		if ctx.Err() != nil {
+			return finish(journal.StatusInterrupted, exitcode.New(exitcode.Interrupted, fmt.Errorf(
+				"interrupted after %d of %d change(s); change set %s is recorded: run kubectl mesh undo %s to roll back, or re-run the command to finish", i, len(todo), cs.ID, cs.ID)))
+		}
+		if _, err := srv.do(ctx, d.Change, d.Before, false); err != nil {
+			status := journal.StatusFailed
+			if ctx.Err() != nil {
+				status = journal.StatusInterrupted
+			}
+			return finish(status, fmt.Errorf("apply failed after %d of %d change(s): %w; change set %s is recorded: run kubectl mesh undo %s to roll back",
+				i, len(todo), explain(d.Change, err), cs.ID, cs.ID))
+		}
+		cs.Entries[i].Applied = true
+		fmt.Fprintf(r.C.Streams.ErrOut, "%s %s\n", d.Ref, pastTense(d.Action()))
+		if isCRD(d.Change.Object) && d.Change.Op != Delete {
+			newCRDs = append(newCRDs, d.Change)
+		}
+	}
+	if err := settle(); err != nil {
+		return finish(journal.StatusFailed, err)
 	}
 	if err := finish(journal.StatusApplied, nil); err != nil {
 		return err
@@ -361,15 +368,6 @@ func (r *Runner) apply(ctx context.Context, srv *server, plan *Plan, diffs []*Ob
 	return nil
 }
 
-func inPhase(d *ObjectDiff, ph Phase) bool {
-	for _, c := range ph.Changes {
-		if c.Object == d.Change.Object {
-			return true
-		}
-	}
-	return false
-}
-
 func pastTense(action string) string {
 	switch action {
 	case "create":
@@ -380,13 +378,10 @@ func pastTense(action string) string {
 	return "configured"
 }
 
-// waitEstablished waits for the phase's CRDs to be served, then refreshes
+// waitEstablished waits for new CRDs to be served, then refreshes
 // discovery so later phases can use the new kinds.
-func (r *Runner) waitEstablished(ctx context.Context, srv *server, ph Phase) error {
-	for _, c := range ph.Changes {
-		if !isCRD(c.Object) || c.Op == Delete {
-			continue
-		}
+func (r *Runner) waitEstablished(ctx context.Context, srv *server, crds []Change) error {
+	for _, c := range crds {
 		err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 			live, err := srv.get(ctx, c.Object)
 			if err != nil || live == nil {

@@ -6,6 +6,9 @@ package apply
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -14,17 +17,20 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/manifest"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/rollout"
 )
 
 // Options of the apply workflow.
 type Options struct {
-	Files []string
+	Files   []string
+	Wait    bool
+	Timeout time.Duration
 
 	objects []*manifest.File
 }
 
 // New returns the workflow.
-func New() *Options { return &Options{} }
+func New() *Options { return &Options{Wait: true, Timeout: 5 * time.Minute} }
 
 // Command implements pipeline.Workflow.
 func (o *Options) Command() *cobra.Command {
@@ -37,6 +43,8 @@ func (o *Options) Command() *cobra.Command {
 		Args: cobra.NoArgs,
 	}
 	cmd.Flags().StringSliceVarP(&o.Files, "filename", "f", nil, `Files or directories to apply ("-" reads stdin); repeatable`)
+	cmd.Flags().BoolVar(&o.Wait, "wait", o.Wait, "After applying, wait for applied Deployments, StatefulSets and DaemonSets to roll out")
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", o.Timeout, "How long to wait for each rollout")
 	return cmd
 }
 
@@ -69,6 +77,9 @@ func (o *Options) Complete(_ context.Context, c *cli.Context, _ []string) error 
 func (o *Options) Validate() error {
 	if len(o.Files) == 0 {
 		return errors.New("no manifests given: pass -f FILE (or -f - for stdin)")
+	}
+	if o.Timeout <= 0 {
+		return errors.New("--timeout must be positive, e.g. 5m")
 	}
 	return nil
 }
@@ -117,16 +128,27 @@ func (o *Options) Plan(_ context.Context, c *cli.Context) (*pipeline.Plan, error
 			ph.Changes = append(ph.Changes, pipeline.Change{Op: pipeline.Apply, Object: u})
 		}
 	}
-	return &pipeline.Plan{Title: "apply " + joinFiles(o.Files), Phases: []pipeline.Phase{ph}}, nil
+	plan := &pipeline.Plan{Title: "apply " + strings.Join(o.Files, ", "), Phases: []pipeline.Phase{ph}}
+	if o.Wait {
+		kube, err := c.Kube()
+		if err != nil {
+			return nil, err
+		}
+		for _, ch := range ph.Changes {
+			u := ch.Object
+			switch u.GroupVersionKind().GroupKind().String() {
+			case "Deployment.apps", "StatefulSet.apps", "DaemonSet.apps":
+				kind, ns, name := u.GetKind(), u.GetNamespace(), u.GetName()
+				plan.Verify = append(plan.Verify, pipeline.VerifyStep{
+					Name:    fmt.Sprintf("%s/%s -n %s rolled out", kind, name, ns),
+					Timeout: o.Timeout,
+					Run: func(ctx context.Context, p pipeline.Progress) error {
+						return rollout.Wait(ctx, kube, kind, ns, name, rollout.Progress(p))
+					},
+				})
+			}
+		}
+	}
+	return plan, nil
 }
 
-func joinFiles(f []string) string {
-	s := ""
-	for i, n := range f {
-		if i > 0 {
-			s += ", "
-		}
-		s += n
-	}
-	return s
-}
