@@ -151,4 +151,3 @@ func (o *Options) Plan(_ context.Context, c *cli.Context) (*pipeline.Plan, error
 	}
 	return plan, nil
 }
-
