@@ -131,8 +131,11 @@ stringData: {token: s3cr3t-value}
 	// History shows it.
 	cs := lastChangeSet(t)
 	id := cs["id"].(string)
-	if cs["status"] != "applied" || len(cs["changes"].([]any)) != 3 {
+	if cs["status"] != "applied" || len(cs["entries"].([]any)) != 3 {
 		t.Fatalf("history entry: %+v", cs)
+	}
+	if strings.Contains(mesh(t, 0, "history", "-o", "json").stdout, "prior") {
+		t.Fatal("history -o json includes recorded object contents")
 	}
 	r = mesh(t, 0, "history", id)
 	mustContain(t, "history ID", r.stdout, "update  DestinationRule/reviews -n engine-cycle (applied)", "create  Secret/reviews-creds -n engine-cycle (applied)")
@@ -203,7 +206,7 @@ spec: {host: c}
 		t.Fatalf("change set status %v, want failed", cs["status"])
 	}
 	applied := 0
-	for _, c := range cs["changes"].([]any) {
+	for _, c := range cs["entries"].([]any) {
 		if c.(map[string]any)["applied"] == true {
 			applied++
 		}

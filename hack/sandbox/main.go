@@ -26,15 +26,20 @@ func main() {
 	dir := flag.String("dir", "", "directory for data, logs and the kubeconfig (default: a new temporary one)")
 	samples := flag.String("samples", "testdata/sandbox", "directory of sample manifests to create")
 	flag.Parse()
-	if err := run(*dir, *samples); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, *dir, *samples, func(env *testenv.Env) {
+		fmt.Printf("Sandbox running (logs in %s). In another shell:\n\n  export KUBECONFIG=%s\n  kubectl mesh analyze -A\n\nCtrl-C stops it.\n", env.Dir, env.Kubeconfig)
+		<-ctx.Done()
+	})
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "sandbox:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dir, samples string) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+// run starts the sandbox, calls ready while it runs, and stops it after.
+func run(ctx context.Context, dir, samples string, ready func(*testenv.Env)) error {
 	if dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
@@ -55,8 +60,7 @@ func run(dir, samples string) error {
 			return err
 		}
 	}
-	fmt.Printf("Sandbox running (logs in %s). In another shell:\n\n  export KUBECONFIG=%s\n  kubectl mesh analyze -A\n\nCtrl-C stops it.\n", env.Dir, env.Kubeconfig)
-	<-ctx.Done()
+	ready(env)
 	return nil
 }
 

@@ -57,7 +57,10 @@ func newHistory(c *cli.Context) *cobra.Command {
 			case "json", "yaml":
 				// Prior states can hold Secret data: structured output lists
 				// what was touched, not the recorded contents.
-				view := summaries(sets)
+				view := make([]*journal.ChangeSet, len(sets))
+				for i, cs := range sets {
+					view[i] = cs.WithoutPriors()
+				}
 				var b []byte
 				if format == "json" {
 					b, err = json.MarshalIndent(view, "", "  ")
@@ -102,39 +105,6 @@ func status(cs *journal.ChangeSet) string {
 }
 
 func age(t, now time.Time) string { return duration.HumanDuration(now.Sub(t)) }
-
-type entryView struct {
-	Action string `json:"action"`
-	Object string `json:"object"`
-	Done   bool   `json:"applied"`
-}
-
-type changeSetView struct {
-	ID       string      `json:"id"`
-	Title    string      `json:"title"`
-	Command  string      `json:"command"`
-	User     string      `json:"user,omitempty"`
-	Created  time.Time   `json:"created"`
-	Status   string      `json:"status"`
-	Error    string      `json:"error,omitempty"`
-	Accepted []string    `json:"accepted,omitempty"`
-	UndoOf   string      `json:"undoOf,omitempty"`
-	UndoneBy string      `json:"undoneBy,omitempty"`
-	Changes  []entryView `json:"changes"`
-}
-
-func summaries(sets []*journal.ChangeSet) []changeSetView {
-	out := make([]changeSetView, 0, len(sets))
-	for _, cs := range sets {
-		v := changeSetView{ID: cs.ID, Title: cs.Title, Command: cs.Command, User: cs.User, Created: cs.Created,
-			Status: cs.Status, Error: cs.Error, Accepted: cs.Accepted, UndoOf: cs.UndoOf, UndoneBy: cs.UndoneBy}
-		for _, e := range cs.Entries {
-			v.Changes = append(v.Changes, entryView{Action: action(e), Object: entryRef(e), Done: e.Applied})
-		}
-		out = append(out, v)
-	}
-	return out
-}
 
 func action(e journal.Entry) string {
 	switch {

@@ -73,6 +73,18 @@ type ChangeSet struct {
 	Entries  []Entry   `json:"entries"`
 }
 
+// WithoutPriors returns a copy without the recorded object contents, for
+// listing (prior states can hold Secret data).
+func (cs *ChangeSet) WithoutPriors() *ChangeSet {
+	c := *cs
+	c.Entries = make([]Entry, len(cs.Entries))
+	for i, e := range cs.Entries {
+		e.Prior = nil
+		c.Entries[i] = e
+	}
+	return &c
+}
+
 // NewID returns a sortable, unique change-set ID.
 func NewID(now time.Time) string {
 	b := make([]byte, 3)
