@@ -4,9 +4,10 @@ package workflows
 import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/apply"
+	"github.com/kubectl-mesh/kubectl-mesh/workflows/inject"
 )
 
 // All returns a fresh instance of every workflow.
 func All() []pipeline.Workflow {
-	return []pipeline.Workflow{apply.New()}
+	return []pipeline.Workflow{apply.New(), inject.New()}
 }

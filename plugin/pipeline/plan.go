@@ -32,6 +32,10 @@ const (
 type Change struct {
 	Op     Op
 	Object *unstructured.Unstructured
+	// Partial marks an apply of a few fields of an object the plan does not
+	// own (a restart annotation on a team's Deployment): it is not labelled
+	// managed-by kubectl-mesh.
+	Partial bool
 }
 
 // Phase is a group of changes applied together; phases run in order so that
@@ -39,6 +43,9 @@ type Change struct {
 type Phase struct {
 	Name    string
 	Changes []Change
+	// Verify runs right after this phase is applied, before the next one
+	// starts (one workload restarted at a time, each waiting for its rollout).
+	Verify []VerifyStep
 }
 
 // Severity of a check.
@@ -81,6 +88,9 @@ type Plan struct {
 	Notes  []string
 	// UndoOf is the change set this plan reverses, if it is an undo.
 	UndoOf string
+	// Report is printed on stderr before the diff (an inventory, a coverage
+	// table): what the user needs to judge the plan.
+	Report func(w io.Writer)
 	// Result is printed after a successful apply (or instead of one when
 	// nothing changes); workflows use it for summaries.
 	Result func(w io.Writer)

@@ -47,6 +47,12 @@ func (r *Runner) Run(ctx context.Context, plan *Plan) error {
 	}
 
 	threshold, _ := cli.ParseSeverity(e.FailureThreshold)
+	if plan.Report != nil {
+		plan.Report(stderr)
+	}
+	for _, n := range plan.Notes {
+		fmt.Fprintf(stderr, "note: %s\n", n)
+	}
 
 	// The diff comes first: it is where bad credentials, missing
 	// permissions and invalid objects surface, quickly and per object.
@@ -105,7 +111,7 @@ func (r *Runner) Run(ctx context.Context, plan *Plan) error {
 func stampManaged(plan *Plan) {
 	for _, ph := range plan.Phases {
 		for _, c := range ph.Changes {
-			if c.Op != Apply {
+			if c.Op != Apply || c.Partial {
 				continue
 			}
 			l := c.Object.GetLabels()
@@ -347,6 +353,11 @@ func (r *Runner) apply(ctx context.Context, srv *server, plan *Plan, diffs []*Ob
 		if isCRD(d.Change.Object) && d.Change.Op != Delete {
 			newCRDs = append(newCRDs, d.Change)
 		}
+		if ph := phaseEndingAt(plan, todo, i); ph != nil && len(ph.Verify) > 0 {
+			if err := r.runVerify(ctx, ph.Verify, cs.ID); err != nil {
+				return finish(journal.StatusFailed, fmt.Errorf("stopped after %d of %d change(s): %w", i+1, len(todo), err))
+			}
+		}
 	}
 	if err := settle(); err != nil {
 		return finish(journal.StatusFailed, err)
@@ -361,7 +372,7 @@ func (r *Runner) apply(ctx context.Context, srv *server, plan *Plan, diffs []*Ob
 		}
 	}
 	fmt.Fprintf(r.C.Streams.ErrOut, "Applied change set %s (%d change(s)); undo with: kubectl mesh undo %s\n", cs.ID, len(todo), cs.ID)
-	if err := r.verify(ctx, plan, cs.ID); err != nil {
+	if err := r.runVerify(ctx, plan.Verify, cs.ID); err != nil {
 		return err
 	}
 	r.result(plan)
@@ -407,9 +418,31 @@ func (r *Runner) waitEstablished(ctx context.Context, srv *server, crds []Change
 	return nil
 }
 
-// verify runs the plan's post-apply steps with progress on stderr.
-func (r *Runner) verify(ctx context.Context, plan *Plan, id string) error {
-	for _, v := range plan.Verify {
+// phaseEndingAt returns the phase whose last changed object is todo[i].
+func phaseEndingAt(plan *Plan, todo []*ObjectDiff, i int) *Phase {
+	for p := range plan.Phases {
+		ph := &plan.Phases[p]
+		for _, c := range ph.Changes {
+			if c.Object != todo[i].Change.Object {
+				continue
+			}
+			// Last of the phase if the next change to apply is not in it.
+			if i+1 < len(todo) {
+				for _, c2 := range ph.Changes {
+					if c2.Object == todo[i+1].Change.Object {
+						return nil
+					}
+				}
+			}
+			return ph
+		}
+	}
+	return nil
+}
+
+// runVerify runs verify steps with progress on stderr.
+func (r *Runner) runVerify(ctx context.Context, steps []VerifyStep, id string) error {
+	for _, v := range steps {
 		timeout := v.Timeout
 		if timeout <= 0 {
 			timeout = 5 * time.Minute

@@ -76,7 +76,9 @@ func (s *server) do(ctx context.Context, ch Change, live *unstructured.Unstructu
 		if err != nil {
 			return nil, err
 		}
-		force := s.force
+		// A partial change (a restart annotation) deliberately takes over the
+		// few fields it sets, e.g. from an earlier kubectl rollout restart.
+		force := s.force || ch.Partial
 		return rc.Patch(ctx, name, types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: s.fieldManager, Force: &force, DryRun: dr})
 	case Replace:
 		obj := ch.Object.DeepCopy()

@@ -1,0 +1,167 @@
+package mesh
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+)
+
+// ProxyUID is the UID Envoy runs as; an app container with it escapes
+// traffic capture (IST0144).
+const ProxyUID = 1337
+
+// Pod is what injection cares about in one pod.
+type Pod struct {
+	Name        string
+	HasSidecar  bool
+	Revision    string // proxy revision, for injected pods
+	OptOut      bool   // sidecar.istio.io/inject: "false"
+	HostNetwork bool   // never injected
+	UID1337     bool   // an app container runs as the proxy's UID
+}
+
+// Workload groups pods under their top-level owner.
+type Workload struct {
+	Kind, Name string
+	Pods       []Pod
+}
+
+// Restartable reports whether a rollout restart re-creates the pods
+// (Deployment, StatefulSet, DaemonSet); others must be recreated by hand.
+func (w *Workload) Restartable() bool {
+	return w.Kind == "Deployment" || w.Kind == "StatefulSet" || w.Kind == "DaemonSet"
+}
+
+// Ref is "Kind/name".
+func (w *Workload) Ref() string { return w.Kind + "/" + w.Name }
+
+// Injected counts pods with a sidecar.
+func (w *Workload) Injected() int {
+	n := 0
+	for _, p := range w.Pods {
+		if p.HasSidecar {
+			n++
+		}
+	}
+	return n
+}
+
+// NeedsRestart reports pods that should get a (new) sidecar from target:
+// not injected, or injected by another revision; never opted-out or
+// hostNetwork pods.
+func (w *Workload) NeedsRestart(target string) bool {
+	for _, p := range w.Pods {
+		if p.OptOut || p.HostNetwork {
+			continue
+		}
+		if !p.HasSidecar || target != "" && p.Revision != target {
+			return true
+		}
+	}
+	return false
+}
+
+// ClassifyPod reads injection facts from a pod.
+func ClassifyPod(p *corev1.Pod) Pod {
+	out := Pod{Name: p.Name, HostNetwork: p.Spec.HostNetwork}
+	_, out.HasSidecar = p.Annotations[AnnotationStatus]
+	for _, c := range append(append([]corev1.Container{}, p.Spec.Containers...), p.Spec.InitContainers...) {
+		if c.Name == ProxyContainerName {
+			out.HasSidecar = true
+			continue
+		}
+		if c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil && *c.SecurityContext.RunAsUser == ProxyUID {
+			out.UID1337 = true
+		}
+	}
+	if p.Spec.SecurityContext != nil && p.Spec.SecurityContext.RunAsUser != nil && *p.Spec.SecurityContext.RunAsUser == ProxyUID {
+		out.UID1337 = true
+	}
+	out.OptOut = p.Annotations[AnnotationInject] == "false" || p.Labels[LabelInjectPod] == "false"
+	if out.HasSidecar {
+		out.Revision = p.Labels[LabelRev]
+		if out.Revision == "" {
+			out.Revision = DefaultRevision
+		}
+	}
+	return out
+}
+
+var replicaSets = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "replicasets"}
+var jobs = schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}
+
+// Inventory lists the namespace's pods (one paged list; the pod spec is
+// needed for hostNetwork and UIDs) and resolves each to its top-level
+// workload with metadata-only lists of ReplicaSets and Jobs.
+func Inventory(ctx context.Context, kube kubernetes.Interface, md metadata.Interface, ns string) ([]Workload, error) {
+	owner := map[string]metav1.OwnerReference{} // "Kind/name" of RS or Job → its owner
+	for _, gvr := range []schema.GroupVersionResource{replicaSets, jobs} {
+		list, err := md.Resource(gvr).Namespace(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, err
+		}
+		kind := "ReplicaSet"
+		if gvr.Resource == "jobs" {
+			kind = "Job"
+		}
+		for _, it := range list.Items {
+			if ref := metav1.GetControllerOf(&it); ref != nil {
+				owner[kind+"/"+it.Name] = *ref
+			}
+		}
+	}
+	byRef := map[string]*Workload{}
+	var order []string
+	opts := metav1.ListOptions{Limit: 500}
+	for {
+		pods, err := kube.CoreV1().Pods(ns).List(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		for i := range pods.Items {
+			p := &pods.Items[i]
+			if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+				continue
+			}
+			kind, name := "Pod", p.Name
+			if ref := metav1.GetControllerOf(p); ref != nil {
+				kind, name = ref.Kind, ref.Name
+				if up, ok := owner[kind+"/"+name]; ok {
+					kind, name = up.Kind, up.Name
+				}
+			}
+			key := kind + "/" + name
+			if byRef[key] == nil {
+				byRef[key] = &Workload{Kind: kind, Name: name}
+				order = append(order, key)
+			}
+			byRef[key].Pods = append(byRef[key].Pods, ClassifyPod(p))
+		}
+		if pods.Continue == "" {
+			break
+		}
+		opts.Continue = pods.Continue
+	}
+	sort.Strings(order)
+	out := make([]Workload, len(order))
+	for i, k := range order {
+		out[i] = *byRef[k]
+	}
+	return out, nil
+}
+
+// Coverage is "injected/total" over workloads.
+func Coverage(ws []Workload) string {
+	in, total := 0, 0
+	for _, w := range ws {
+		in += w.Injected()
+		total += len(w.Pods)
+	}
+	return fmt.Sprintf("%d/%d", in, total)
+}

@@ -1,0 +1,105 @@
+// Package mesh reads what Istio put in a cluster: control-plane revisions
+// and tags, and which pods carry a sidecar. Workflows share it.
+package mesh
+
+import (
+	"context"
+	"sort"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Labels Istio uses for injection and revisions.
+const (
+	LabelRev           = "istio.io/rev"
+	LabelTag           = "istio.io/tag"
+	LabelInjection     = "istio-injection"
+	AnnotationStatus   = "sidecar.istio.io/status"
+	AnnotationInject   = "sidecar.istio.io/inject"
+	LabelInjectPod     = "sidecar.istio.io/inject"
+	DefaultRevision    = "default"
+	ProxyContainerName = "istio-proxy"
+)
+
+// ControlPlane is one installed istiod revision.
+type ControlPlane struct {
+	Revision  string
+	Namespace string
+	Tags      []string // revision tags pointing at it
+}
+
+// Revisions lists istiod Deployments (label app=istiod) and the revision
+// tags (injector webhooks labelled istio.io/tag). Two list calls.
+func Revisions(ctx context.Context, kube kubernetes.Interface) ([]ControlPlane, error) {
+	deps, err := kube.AppsV1().Deployments(metav1.NamespaceAll).List(ctx, metav1.ListOptions{LabelSelector: "app=istiod"})
+	if err != nil {
+		return nil, err
+	}
+	byRev := map[string]*ControlPlane{}
+	var out []*ControlPlane
+	for _, d := range deps.Items {
+		rev := d.Labels[LabelRev]
+		if rev == "" {
+			rev = DefaultRevision
+		}
+		if byRev[rev] == nil {
+			cp := &ControlPlane{Revision: rev, Namespace: d.Namespace}
+			byRev[rev] = cp
+			out = append(out, cp)
+		}
+	}
+	hooks, err := kube.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{LabelSelector: LabelTag})
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range hooks.Items {
+		tag, rev := h.Labels[LabelTag], h.Labels[LabelRev]
+		if cp := byRev[rev]; cp != nil && tag != "" {
+			cp.Tags = append(cp.Tags, tag)
+		}
+	}
+	res := make([]ControlPlane, len(out))
+	for i, cp := range out {
+		sort.Strings(cp.Tags)
+		res[i] = *cp
+	}
+	sort.Slice(res, func(i, j int) bool { return res[i].Revision < res[j].Revision })
+	return res, nil
+}
+
+// Resolve maps a revision or tag name to the control plane serving it.
+func Resolve(cps []ControlPlane, name string) (ControlPlane, bool) {
+	for _, cp := range cps {
+		if cp.Revision == name {
+			return cp, true
+		}
+		for _, t := range cp.Tags {
+			if t == name {
+				return cp, true
+			}
+		}
+	}
+	return ControlPlane{}, false
+}
+
+// Names lists every revision and tag a namespace can be labelled with.
+func Names(cps []ControlPlane) []string {
+	var n []string
+	for _, cp := range cps {
+		n = append(n, cp.Revision)
+		n = append(n, cp.Tags...)
+	}
+	sort.Strings(n)
+	return n
+}
+
+// InjectionLabels returns the namespace labels that select name for
+// injection: istio-injection=enabled for the default revision (or the
+// "default" tag), istio.io/rev=<name> otherwise. Never both (IST0123).
+func InjectionLabels(name string) map[string]string {
+	if name == DefaultRevision {
+		return map[string]string{LabelInjection: "enabled"}
+	}
+	return map[string]string{LabelRev: name}
+}

@@ -1,0 +1,140 @@
+// Package inject is `kubectl mesh inject`: label a namespace for sidecar
+// injection the right way for the installed control plane, report which
+// workloads have sidecars, and optionally restart them one at a time.
+package inject
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
+)
+
+// Options of the inject workflow.
+type Options struct {
+	Namespace string
+	Revision  string
+	Restart   bool
+	Disable   bool
+	Force     bool
+	Wait      bool
+	Timeout   time.Duration
+
+	istioNamespace string
+	planes         []mesh.ControlPlane
+}
+
+// New returns the workflow with its defaults.
+func New() *Options { return &Options{Wait: true, Timeout: 5 * time.Minute} }
+
+// Command implements pipeline.Workflow.
+func (o *Options) Command() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "inject",
+		Short: "Enable (or --disable) sidecar injection for a namespace and restart its workloads safely",
+		Long: `Labels the namespace for the installed control plane — istio-injection=enabled
+for a default install, istio.io/rev=<revision|tag> for revisioned ones, never
+both — and reports which workloads have a sidecar. With --restart, workloads
+that need a (new) sidecar are restarted one at a time, each waiting for its
+rollout; the first failure stops the sequence.`,
+		Example: `  kubectl mesh inject -n bookinfo
+  kubectl mesh inject -n bookinfo --revision 1-31 --restart
+  kubectl mesh inject -n bookinfo --disable --restart`,
+		Args: cobra.NoArgs,
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Revision, "revision", "", "Control-plane revision or tag to inject from (asked when several are installed)")
+	f.BoolVar(&o.Restart, "restart", false, "Restart workloads that need a (new) sidecar, one at a time")
+	f.BoolVar(&o.Disable, "disable", false, "Turn injection off: remove istio.io/rev and set istio-injection=disabled")
+	f.BoolVar(&o.Force, "force", false, "Allow kube-system and the Istio control-plane namespace")
+	f.BoolVar(&o.Wait, "wait", o.Wait, "With --restart, wait for each rollout before the next")
+	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "How long to wait for each rollout")
+	return cmd
+}
+
+// Complete fills the namespace and revision from flags, the cluster, or
+// questions when a terminal is attached.
+func (o *Options) Complete(ctx context.Context, c *cli.Context, _ []string) error {
+	o.istioNamespace = c.Engine.IstioNamespace
+	kube, err := c.Kube()
+	if err != nil {
+		return err
+	}
+	ns, explicit, err := c.Namespace()
+	if err != nil {
+		return err
+	}
+	o.Namespace = ns
+	if !explicit && c.CanPrompt() {
+		list, err := kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		var names []string
+		for _, n := range list.Items {
+			names = append(names, n.Name)
+		}
+		if o.Namespace, err = c.Prompter.Select("Namespace to inject:", names, ns); err != nil {
+			return err
+		}
+	}
+	if _, err := kube.CoreV1().Namespaces().Get(ctx, o.Namespace, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		return exitcode.Usagef("namespace %q not found: create it first, or pick another with -n", o.Namespace)
+	} else if err != nil {
+		return err
+	}
+	if o.Disable {
+		return nil
+	}
+	if o.planes, err = mesh.Revisions(ctx, kube); err != nil {
+		return err
+	}
+	names := mesh.Names(o.planes)
+	if len(o.planes) == 0 {
+		return exitcode.New(exitcode.Unavailable, errors.New("no Istio control plane found (no istiod Deployment labelled app=istiod): install one first with kubectl mesh install"))
+	}
+	if o.Revision == "" {
+		switch {
+		case len(names) == 1:
+			o.Revision = names[0]
+		case c.CanPrompt():
+			if o.Revision, err = c.Prompter.Select("Revision or tag to inject from:", names, names[0]); err != nil {
+				return err
+			}
+		default:
+			return exitcode.Usagef("several control-plane revisions and tags are installed (%v): pick one with --revision", names)
+		}
+	}
+	if !slices.Contains(names, o.Revision) {
+		return exitcode.Usagef("revision %q is not installed: use one of %v", o.Revision, names)
+	}
+	return nil
+}
+
+// Validate implements pipeline.Workflow.
+func (o *Options) Validate() error {
+	if o.Timeout <= 0 {
+		return errors.New("--timeout must be positive, e.g. 5m")
+	}
+	if o.Disable && o.Revision != "" {
+		return errors.New("--disable and --revision do not go together: --disable removes every injection label")
+	}
+	if !o.Force {
+		switch o.Namespace {
+		case "kube-system", "kube-public", "kube-node-lease":
+			return fmt.Errorf("refusing to change injection for %s: system pods must not depend on the mesh (a broken proxy would take the cluster down); add --force if you really mean it", o.Namespace)
+		case o.istioNamespace:
+			return fmt.Errorf("refusing to change injection for %s: the control plane's own pods cannot be injected by themselves; add --force if you really mean it", o.Namespace)
+		}
+	}
+	return nil
+}

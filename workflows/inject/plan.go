@@ -1,0 +1,193 @@
+package inject
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/rollout"
+)
+
+// RestartAnnotation is what `kubectl rollout restart` sets on the pod template.
+const RestartAnnotation = "kubectl.kubernetes.io/restartedAt"
+
+var namespaces = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
+
+// Plan implements pipeline.Workflow.
+func (o *Options) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, error) {
+	kube, err := c.Kube()
+	if err != nil {
+		return nil, err
+	}
+	md, err := c.Metadata()
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := c.Dynamic()
+	if err != nil {
+		return nil, err
+	}
+	live, err := dyn.Resource(namespaces).Get(ctx, o.Namespace, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	workloads, err := mesh.Inventory(ctx, kube, md, o.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	return o.build(live, workloads, c.Now().UTC().Format("2006-01-02T15:04:05Z"), kube, md), nil
+}
+
+// build is the pure part of Plan: from the live namespace and its
+// workloads to the plan. now stamps the restart annotation.
+func (o *Options) build(live *unstructured.Unstructured, workloads []mesh.Workload, now string, kube kubernetes.Interface, md metadata.Interface) *pipeline.Plan {
+	ns := live.DeepCopy()
+	// A forward change: the server records us as the labels' manager.
+	unstructured.RemoveNestedField(ns.Object, "metadata", "managedFields")
+	labels := ns.GetLabels()
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	var notes []string
+	prevRev, prevInj := labels[mesh.LabelRev], labels[mesh.LabelInjection]
+	delete(labels, mesh.LabelRev)
+	delete(labels, mesh.LabelInjection)
+	verb := "enable sidecar injection"
+	if o.Disable {
+		verb = "disable sidecar injection"
+		labels[mesh.LabelInjection] = "disabled"
+		notes = append(notes, "istio-injection=disabled is set (not just removed) so no default-revision webhook injects the namespace")
+	} else {
+		for k, v := range mesh.InjectionLabels(o.Revision) {
+			labels[k] = v
+		}
+		if o.Revision == mesh.DefaultRevision {
+			notes = append(notes, "default revision: labelled istio-injection=enabled")
+		} else {
+			notes = append(notes, fmt.Sprintf("revision %s: labelled istio.io/rev=%s (canary upgrades move the label, not the workloads)", o.Revision, o.Revision))
+		}
+	}
+	if prevRev != "" && prevInj != "" {
+		notes = append(notes, fmt.Sprintf("the namespace had both istio-injection=%s and istio.io/rev=%s (IST0123); only one is kept", prevInj, prevRev))
+	}
+	ns.SetLabels(labels)
+
+	plan := &pipeline.Plan{
+		Title:  fmt.Sprintf("%s in namespace %s", verb, o.Namespace),
+		Phases: []pipeline.Phase{{Name: "label namespace " + o.Namespace, Changes: []pipeline.Change{{Op: pipeline.Replace, Object: ns}}}},
+	}
+
+	var restart, manual []mesh.Workload
+	for _, w := range workloads {
+		need := w.NeedsRestart(o.Revision)
+		if o.Disable {
+			need = w.Injected() > 0
+		}
+		switch {
+		case !need:
+		case w.Restartable():
+			restart = append(restart, w)
+		default:
+			manual = append(manual, w)
+		}
+	}
+	for _, w := range manual {
+		notes = append(notes, fmt.Sprintf("%s -n %s must be recreated manually (a restart does not replace it)", w.Ref(), o.Namespace))
+	}
+	if o.Restart {
+		for _, w := range restart {
+			plan.Phases = append(plan.Phases, o.restartPhase(w, now, kube))
+		}
+	} else if len(restart) > 0 {
+		var refs []string
+		for _, w := range restart {
+			refs = append(refs, w.Ref())
+		}
+		notes = append(notes, fmt.Sprintf("still need a restart to pick up the change: %s (re-run with --restart)", strings.Join(refs, ", ")))
+	}
+	plan.Notes = notes
+	plan.Report = func(w io.Writer) { fmt.Fprintln(w, "Before:"); printCoverage(w, workloads, o.Revision) }
+	plan.Result = func(w io.Writer) {
+		after, err := mesh.Inventory(context.Background(), kube, md, o.Namespace)
+		if err != nil {
+			fmt.Fprintf(w, "cannot read the namespace's pods: %v\n", err)
+			return
+		}
+		fmt.Fprintln(w, "After:")
+		printCoverage(w, after, o.Revision)
+	}
+	return plan
+}
+
+// restartPhase bumps the pod template's restart annotation, the way
+// kubectl rollout restart does, and waits for the rollout.
+func (o *Options) restartPhase(w mesh.Workload, now string, kube kubernetes.Interface) pipeline.Phase {
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion("apps/v1")
+	u.SetKind(w.Kind)
+	u.SetNamespace(o.Namespace)
+	u.SetName(w.Name)
+	_ = unstructured.SetNestedField(u.Object, map[string]any{RestartAnnotation: now}, "spec", "template", "metadata", "annotations")
+	ph := pipeline.Phase{Name: "restart " + w.Ref(), Changes: []pipeline.Change{{Op: pipeline.Apply, Object: u, Partial: true}}}
+	if o.Wait {
+		kind, ns, name := w.Kind, o.Namespace, w.Name
+		ph.Verify = []pipeline.VerifyStep{{
+			Name:    fmt.Sprintf("%s -n %s rolled out", w.Ref(), ns),
+			Timeout: o.Timeout,
+			Run: func(ctx context.Context, p pipeline.Progress) error {
+				return rollout.Wait(ctx, kube, kind, ns, name, rollout.Progress(p))
+			},
+		}}
+	}
+	return ph
+}
+
+func printCoverage(w io.Writer, ws []mesh.Workload, target string) {
+	if len(ws) == 0 {
+		fmt.Fprintln(w, "  no pods in the namespace")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  WORKLOAD\tSIDECARS\tNOTES")
+	for _, wl := range ws {
+		fmt.Fprintf(tw, "  %s\t%d/%d\t%s\n", wl.Ref(), wl.Injected(), len(wl.Pods), podNotes(wl, target))
+	}
+	fmt.Fprintf(tw, "  total\t%s\t\n", mesh.Coverage(ws))
+	_ = tw.Flush()
+}
+
+func podNotes(w mesh.Workload, target string) string {
+	var n []string
+	seen := map[string]bool{}
+	add := func(s string) {
+		if !seen[s] {
+			seen[s] = true
+			n = append(n, s)
+		}
+	}
+	for _, p := range w.Pods {
+		switch {
+		case p.HostNetwork:
+			add("hostNetwork (never injected)")
+		case p.OptOut:
+			add("opted out (sidecar.istio.io/inject=false)")
+		case p.HasSidecar && target != "" && p.Revision != target:
+			add(fmt.Sprintf("proxy from revision %s, not %s (IST0158)", p.Revision, target))
+		}
+		if p.UID1337 {
+			add("runs as UID 1337, the proxy's UID (IST0144)")
+		}
+	}
+	return strings.Join(n, "; ")
+}
