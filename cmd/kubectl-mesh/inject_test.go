@@ -172,3 +172,26 @@ func TestInjectBadInput(t *testing.T) {
 	}
 	mustContain(t, "error", errorLine(t, r), "no Istio control plane found")
 }
+
+// TestInjectForbiddenNamespacePatch: a user who may read everything but not
+// update the namespace fails before any write, naming the verb.
+func TestInjectForbiddenNamespacePatch(t *testing.T) {
+	installFakeControlPlane(t)
+	ns := "inject-rbac"
+	createNamespace(t, ns)
+	mustKubectl(t, "create", "clusterrole", "inject-reader", "--verb=get,list,watch",
+		"--resource=namespaces,pods,deployments.apps,replicasets.apps,jobs.batch,mutatingwebhookconfigurations.admissionregistration.k8s.io")
+	mustKubectl(t, "create", "clusterrolebinding", "inject-reader", "--clusterrole=inject-reader", "--user=viewer")
+	kc, err := env.WriteKubeconfig("viewer", ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := kubectl(t, []string{"KUBECONFIG=" + kc}, "mesh", "inject", "-n", ns, "--revision", "1-31", "--yes")
+	if r.code != 77 {
+		t.Fatalf("exit %d, want 77", r.code)
+	}
+	mustContain(t, "error", errorLine(t, r), `User "viewer" cannot update resource "namespaces"`)
+	if l := labelsOf(t, "namespace", "", ns); l["istio.io/rev"] != nil {
+		t.Fatal("forbidden inject labelled the namespace")
+	}
+}
