@@ -5,9 +5,10 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/apply"
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/inject"
+	"github.com/kubectl-mesh/kubectl-mesh/workflows/install"
 )
 
 // All returns a fresh instance of every workflow.
 func All() []pipeline.Workflow {
-	return []pipeline.Workflow{apply.New(), inject.New()}
+	return []pipeline.Workflow{install.New(), inject.New(), apply.New()}
 }

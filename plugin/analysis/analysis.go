@@ -35,6 +35,10 @@ type Options struct {
 	Live     *rest.Config
 	Files    []Source
 	Suppress []Suppression
+	// Planned makes Files also supply runtime kinds (Services, Deployments,
+	// Namespaces, Pods) that a file source normally ignores: a plan's
+	// Service must count as existing when the plan is analyzed.
+	Planned bool
 }
 
 var quietOnce sync.Once
@@ -71,7 +75,11 @@ func Run(ctx context.Context, o Options) (diag.Messages, error) {
 		return nil, fmt.Errorf("analysis: %w", err)
 	}
 	if len(o.Files) > 0 {
-		if err := sa.AddReaderKubeSource(o.Files); err != nil {
+		add := sa.AddReaderKubeSource
+		if o.Planned {
+			add = sa.AddTestReaderKubeSource // the same reader, runtime kinds included
+		}
+		if err := add(o.Files); err != nil {
 			return nil, fmt.Errorf("analysis: cannot read %s: %s", names(o.Files), strings.ReplaceAll(err.Error(), "\n", " "))
 		}
 	}

@@ -77,7 +77,7 @@ func bind(c *cli.Context, w pipeline.Workflow) *cobra.Command {
 			return exitcode.New(exitcode.Usage, err)
 		}
 		plan, err := w.Plan(ctx, c)
-		if err != nil {
+		if err != nil || plan == nil { // nil: the workflow had nothing to apply (e.g. --explain)
 			return err
 		}
 		return (&pipeline.Runner{C: c}).Run(ctx, plan)

@@ -65,6 +65,7 @@ func (r *Runner) analyze(ctx context.Context, plan *Plan, threshold Severity) ([
 		defer wg.Done()
 		o := opts
 		o.Files = []analysis.Source{{Name: "plan", Reader: &buf}}
+		o.Planned = true
 		after, errAfter = analysis.Run(ctx, o)
 	}()
 	wg.Wait()

@@ -134,6 +134,7 @@ type Workflow interface {
 	Complete(ctx context.Context, c *cli.Context, args []string) error
 	// Validate checks the options without I/O.
 	Validate() error
-	// Plan reads the cluster and returns what should change; it never writes.
+	// Plan reads the cluster and returns what should change; it never
+	// writes. A nil plan means there is nothing to run (an informational flag).
 	Plan(ctx context.Context, c *cli.Context) (*Plan, error)
 }

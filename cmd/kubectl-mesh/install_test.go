@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/testenv"
+)
+
+// TestInstallProductionRevision installs on a control plane of its own (no
+// Istio CRDs yet; the install brings them), with the kwok node running
+// istiod and the gateway so the verify step waits for real rollouts.
+func TestInstallProductionRevision(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	e, err := testenv.Start(ctx, testenv.Options{Nodes: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Stop()
+	on := []string{"KUBECONFIG=" + e.Kubeconfig}
+	run := func(want int, args ...string) result {
+		t.Helper()
+		r := kubectl(t, on, append([]string{"mesh"}, args...)...)
+		if r.code != want {
+			t.Fatalf("kubectl mesh %v: exit %d, want %d", args, r.code, want)
+		}
+		assertNoLeaks(t, r)
+		return r
+	}
+
+	r := run(0, "install", "--explain")
+	mustContain(t, "explain", r.stdout, "istiod: 2 replicas, HPA min 2 / max 5", "why:")
+
+	r = run(0, "install", "--revision", "1-31", "--yes", "--timeout", "90s")
+	mustContain(t, "install", r.stderr,
+		"CustomResourceDefinition.apiextensions.k8s.io/virtualservices.networking.istio.io created",
+		"Namespace/istio-system created",
+		"Verifying: Deployment/istiod-1-31 -n istio-system rolled out", "Deployment/istiod-1-31 -n istio-system: 2 of 2 available",
+		"Deployment/istio-ingressgateway -n istio-system: 2 of 2 available",
+		"MutatingWebhookConfiguration/istio-sidecar-injector-1-31 present")
+	first := lastChangeSetOn(t, on)
+
+	// Nothing changed: a re-run says so.
+	r = run(0, "install", "--revision", "1-31", "--yes")
+	mustContain(t, "re-run", r.stderr, "revision 1-31 is installed already", "No changes")
+
+	// A second revision side by side, then undone.
+	r = run(0, "install", "--revision", "1-32", "--tag", "1.32.0", "--ingress=false", "--yes", "--timeout", "90s")
+	mustContain(t, "side by side", r.stderr, "installing side by side with revision(s) 1-31", "Deployment/istiod-1-32 -n istio-system: 2 of 2 available")
+	run(0, "undo", lastChangeSetOn(t, on), "--yes")
+	if r := kubectl(t, on, "get", "deployment", "-n", "istio-system", "istiod-1-32"); r.code == 0 {
+		t.Fatal("undo left istiod-1-32")
+	}
+	if r := kubectl(t, on, "get", "deployment", "-n", "istio-system", "istiod-1-31"); r.code != 0 {
+		t.Fatal("undo of the second revision removed the first")
+	}
+
+	// A control plane that cannot become ready: the timeout names it.
+	r = run(1, "install", "--revision", "1-33", "--ingress=false", "--set", "components.pilot.k8s.nodeSelector.pool=none", "--yes", "--timeout", "3s")
+	mustContain(t, "timeout", errorLine(t, r), "Deployment/istiod-1-33 -n istio-system did not roll out", "kubectl mesh undo cs-")
+	run(0, "undo", "--yes")
+
+	// Undo of the first install removes everything it created, CRDs included.
+	run(0, "undo", first, "--yes")
+	if r := kubectl(t, on, "get", "crd", "virtualservices.networking.istio.io"); r.code == 0 {
+		t.Fatal("undo left the Istio CRDs")
+	}
+}
+
+func lastChangeSetOn(t *testing.T, on []string) string {
+	t.Helper()
+	r := kubectl(t, on, "get", "secrets", "-n", "kubectl-mesh", "-l", "kubectl-mesh.io/change-set=true",
+		"--sort-by=.metadata.creationTimestamp", "-o", "jsonpath={.items[-1:].metadata.name}")
+	if r.code != 0 || r.stdout == "" {
+		t.Fatalf("no change set: %s", r.stderr)
+	}
+	return r.stdout
+}
+
+func TestInstallBadInput(t *testing.T) {
+	badIOP := writeFile(t, "bad-iop.yaml", "apiVersion: install.istio.io/v1alpha1\nkind: IstioOperator\nspec:\n  components:\n    pilot:\n      enabled: maybe\n")
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--profile", "enterprise"}, 64, `unknown profile "enterprise"`},
+		{[]string{"--set", "novalue"}, 64, `invalid --set "novalue"`},
+		{[]string{"--tag", "latest"}, 64, `--tag "latest" does not pin a release`},
+		{[]string{"--tag", ""}, 64, `--tag "" does not pin a release`},
+		{[]string{"--revision", "1.31"}, 64, `invalid --revision "1.31"`},
+		{[]string{"--revision", "Canary"}, 64, `invalid --revision "Canary"`},
+		{[]string{"--outbound-policy", "DENY"}, 64, `invalid --outbound-policy "DENY"`},
+		{[]string{"--tracing-sampling", "150"}, 64, "invalid --tracing-sampling 150"},
+		{[]string{"-f", badIOP}, 65, "the Istio configuration is invalid"},
+		{[]string{"-f", "/nonexistent/iop.yaml"}, 65, "cannot read IstioOperator file /nonexistent/iop.yaml"},
+	} {
+		r := kubectl(t, nil, append([]string{"mesh", "install", "--yes"}, tc.args...)...)
+		if r.code != tc.code {
+			t.Fatalf("%v: exit %d, want %d", tc.args, r.code, tc.code)
+		}
+		assertNoLeaks(t, r)
+		mustContain(t, "error", errorLine(t, r), tc.want)
+	}
+}

@@ -1,0 +1,263 @@
+package install
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"istio.io/istio/operator/pkg/component"
+	"istio.io/istio/operator/pkg/manifest"
+	"istio.io/istio/operator/pkg/render"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/version"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/rollout"
+)
+
+// MinKubernetes is the oldest Kubernetes this product installs on; the
+// embedded Istio 1.31 supports 1.31 to 1.36 and is tested back to 1.28.
+const MinKubernetes = "1.28.0"
+
+// Plan implements pipeline.Workflow. It returns nil after --explain.
+func (o *Options) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, error) {
+	if o.Explain {
+		Explain(c.Streams.Out)
+		return nil, nil
+	}
+	objs, err := o.Render()
+	if err != nil {
+		return nil, err
+	}
+	kube, err := c.Kube()
+	if err != nil {
+		return nil, err
+	}
+	plan := o.phases(objs)
+	if err := o.precheck(ctx, kube, plan); err != nil {
+		return nil, err
+	}
+	if o.Wait {
+		plan.Verify = verifySteps(kube, objs, o.Timeout)
+	}
+	return plan, nil
+}
+
+// Render produces every object of the install with Istio's renderer.
+func (o *Options) Render() ([]*unstructured.Unstructured, error) {
+	dir, err := os.MkdirTemp("", "kubectl-mesh-install-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	var files []string
+	sets := []string{}
+	if o.Profile == ProfileProduction {
+		p := filepath.Join(dir, "production.yaml")
+		if err := os.WriteFile(p, productionOverlay, 0o600); err != nil {
+			return nil, err
+		}
+		files = append(files, p)
+	} else {
+		sets = append(sets, "profile="+o.Profile)
+	}
+	ov, err := o.overlay()
+	if err != nil {
+		return nil, err
+	}
+	p := filepath.Join(dir, "answers.yaml")
+	if err := os.WriteFile(p, ov, 0o600); err != nil {
+		return nil, err
+	}
+	files = append(files, p)
+	for _, f := range o.Files {
+		if _, err := os.Stat(f); err != nil {
+			return nil, exitcode.Dataf("cannot read IstioOperator file %s: %v", f, err)
+		}
+	}
+	files = append(files, o.Files...)
+	sets = append(sets, o.Sets...)
+	manifestSets, _, err := render.GenerateManifest(files, sets, false, nil, nil)
+	if err != nil {
+		return nil, exitcode.Dataf("the Istio configuration is invalid: %s", strings.ReplaceAll(err.Error(), "\n", " "))
+	}
+	var out []*unstructured.Unstructured
+	for _, ms := range manifestSets {
+		for _, m := range ms.Manifests {
+			u := m.Unstructured.DeepCopy()
+			if u.GetAnnotations() == nil {
+				u.SetAnnotations(map[string]string{})
+			}
+			anns := u.GetAnnotations()
+			anns["kubectl-mesh.io/component"] = string(ms.Component)
+			u.SetAnnotations(anns)
+			out = append(out, u)
+		}
+	}
+	if err := checkImages(out); err != nil {
+		return nil, err
+	}
+	sort.SliceStable(out, func(i, j int) bool { return manifest.ObjectHash(out[i]) < manifest.ObjectHash(out[j]) })
+	return out, nil
+}
+
+// checkImages refuses images without a concrete tag.
+func checkImages(objs []*unstructured.Unstructured) error {
+	for _, u := range objs {
+		for _, path := range [][]string{{"spec", "template", "spec", "containers"}, {"spec", "template", "spec", "initContainers"}} {
+			cs, _, _ := unstructured.NestedSlice(u.Object, path...)
+			for _, c := range cs {
+				img, _ := c.(map[string]any)["image"].(string)
+				if img == "auto" { // gateway injection template fills it in
+					continue
+				}
+				name := img[strings.LastIndex(img, "/")+1:]
+				if !strings.Contains(name, ":") && !strings.Contains(name, "@") || strings.HasSuffix(img, ":latest") || strings.HasSuffix(img, ":") {
+					return exitcode.Dataf("%s/%s would run image %q, which does not pin a release: set --hub and --tag", u.GetKind(), u.GetName(), img)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// phases orders the install: CRDs, then the namespace, then the control
+// plane, then gateways.
+func (o *Options) phases(objs []*unstructured.Unstructured) *pipeline.Plan {
+	var crds, cp, gw []pipeline.Change
+	for _, u := range objs {
+		ch := pipeline.Change{Op: pipeline.Apply, Object: u}
+		comp := component.Name(u.GetAnnotations()["kubectl-mesh.io/component"])
+		switch {
+		case u.GetKind() == "CustomResourceDefinition":
+			crds = append(crds, ch)
+		case comp == component.IngressComponentName || comp == component.EgressComponentName:
+			gw = append(gw, ch)
+		default:
+			cp = append(cp, ch)
+		}
+	}
+	ns := &unstructured.Unstructured{}
+	ns.SetAPIVersion("v1")
+	ns.SetKind("Namespace")
+	ns.SetName(o.istioNamespace)
+	title := fmt.Sprintf("install Istio %s (profile %s", o.Tag, o.Profile)
+	if o.Revision != "" {
+		title += ", revision " + o.Revision
+	}
+	title += ")"
+	plan := &pipeline.Plan{Title: title}
+	add := func(name string, chs []pipeline.Change) {
+		if len(chs) > 0 {
+			plan.Phases = append(plan.Phases, pipeline.Phase{Name: name, Changes: chs})
+		}
+	}
+	add("Istio CRDs", crds)
+	add("namespace", []pipeline.Change{{Op: pipeline.Apply, Object: ns}})
+	add("control plane", cp)
+	add("gateways", gw)
+	if o.Profile == ProfileProduction {
+		plan.Notes = append(plan.Notes, "production profile: Istio's default plus HA, drain-safe PDBs, resources and anti-affinity (kubectl mesh install --explain)")
+	}
+	return plan
+}
+
+// precheck: Kubernetes version, and what is installed already.
+func (o *Options) precheck(ctx context.Context, kube kubernetes.Interface, plan *pipeline.Plan) error {
+	sv, err := kube.Discovery().ServerVersion()
+	if err != nil {
+		return err
+	}
+	v, err := version.ParseGeneric(sv.GitVersion)
+	if err != nil {
+		return fmt.Errorf("cannot read the Kubernetes version %q: %w", sv.GitVersion, err)
+	}
+	if v.LessThan(version.MustParseGeneric(MinKubernetes)) {
+		return exitcode.Blockedf("Kubernetes %s is too old: Istio %s needs %s or newer; upgrade the cluster first", sv.GitVersion, o.Tag, MinKubernetes)
+	}
+	planes, err := mesh.Revisions(ctx, kube)
+	if err != nil && !apierrors.IsForbidden(err) {
+		return err
+	}
+	want := o.Revision
+	if want == "" {
+		want = mesh.DefaultRevision
+	}
+	var others []string
+	for _, cp := range planes {
+		if cp.Revision == want {
+			plan.Notes = append(plan.Notes, fmt.Sprintf("revision %s is installed already in %s: this is an in-place upgrade, see the diff", want, cp.Namespace))
+		} else {
+			others = append(others, cp.Revision)
+		}
+	}
+	if len(others) > 0 {
+		plan.Notes = append(plan.Notes, fmt.Sprintf("installing side by side with revision(s) %s; move namespaces with kubectl mesh inject --revision", strings.Join(others, ", ")))
+	}
+	if len(others) > 0 && o.Revision == "" {
+		plan.Checks = append(plan.Checks, pipeline.Check{
+			ID: "INSTALL-DEFAULT-BESIDE-REVISIONS", Severity: pipeline.Warning,
+			Message: "a revision-less install next to revisioned control planes makes both claim the default injection and validation webhooks",
+			Hint:    "pass --revision, or accept with --accept INSTALL-DEFAULT-BESIDE-REVISIONS",
+		})
+	}
+	_, err = kube.CoreV1().Namespaces().Get(ctx, o.istioNamespace, metav1.GetOptions{})
+	if err == nil {
+		// Never relabel an existing namespace; drop it from the plan.
+		for i, ph := range plan.Phases {
+			if ph.Name == "namespace" {
+				plan.Phases = append(plan.Phases[:i], plan.Phases[i+1:]...)
+				break
+			}
+		}
+	} else if !apierrors.IsNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+// verifySteps wait for every Deployment and DaemonSet of the install, then
+// check that the webhooks exist.
+func verifySteps(kube kubernetes.Interface, objs []*unstructured.Unstructured, timeout time.Duration) []pipeline.VerifyStep {
+	var steps []pipeline.VerifyStep
+	var hooks []string
+	for _, u := range objs {
+		kind, ns, name := u.GetKind(), u.GetNamespace(), u.GetName()
+		switch kind {
+		case "Deployment", "DaemonSet":
+			steps = append(steps, pipeline.VerifyStep{
+				Name: fmt.Sprintf("%s/%s -n %s rolled out", kind, name, ns), Timeout: timeout,
+				Run: func(ctx context.Context, p pipeline.Progress) error {
+					return rollout.Wait(ctx, kube, kind, ns, name, rollout.Progress(p))
+				},
+			})
+		case "MutatingWebhookConfiguration":
+			hooks = append(hooks, name)
+		}
+	}
+	if len(hooks) > 0 {
+		steps = append(steps, pipeline.VerifyStep{
+			Name: "injection webhooks registered", Timeout: timeout,
+			Run: func(ctx context.Context, p pipeline.Progress) error {
+				for _, h := range hooks {
+					if _, err := kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, h, metav1.GetOptions{}); err != nil {
+						return fmt.Errorf("webhook %s: %w", h, err)
+					}
+					p("MutatingWebhookConfiguration/%s present", h)
+				}
+				return nil
+			},
+		})
+	}
+	return steps
+}
