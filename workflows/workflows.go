@@ -10,5 +10,5 @@ import (
 
 // All returns a fresh instance of every workflow.
 func All() []pipeline.Workflow {
-	return []pipeline.Workflow{install.New(), inject.New(), apply.New()}
+	return []pipeline.Workflow{install.New(), install.NewUninstall(), inject.New(), apply.New()}
 }

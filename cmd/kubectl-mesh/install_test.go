@@ -62,6 +62,28 @@ func TestInstallProductionRevision(t *testing.T) {
 	mustContain(t, "timeout", errorLine(t, r), "Deployment/istiod-1-33 -n istio-system did not roll out", "kubectl mesh undo cs-")
 	run(0, "undo", "--yes")
 
+	// Uninstall the last revision: control plane and gateways go, CRDs stay.
+	r = run(0, "uninstall", "--revision", "1-31", "--yes")
+	mustContain(t, "uninstall", r.stderr, "Deployment.apps/istiod-1-31 -n istio-system deleted", "Deployment.apps/istio-ingressgateway -n istio-system deleted", "Istio's CRDs and config objects stay")
+	if r := kubectl(t, on, "get", "crd", "virtualservices.networking.istio.io"); r.code != 0 {
+		t.Fatal("uninstall without --purge removed the CRDs")
+	}
+	run(64, "uninstall", "--revision", "1-31", "--yes") // nothing left to remove
+	run(0, "undo", "--yes")
+	if r := kubectl(t, on, "get", "deployment", "-n", "istio-system", "istiod-1-31"); r.code != 0 {
+		t.Fatal("undo of the uninstall did not bring istiod back")
+	}
+	// --purge with config objects present is blocked until accepted.
+	vs := writeFile(t, "vs.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: keep, namespace: default}\nspec: {hosts: [keep]}\n")
+	if r := kubectl(t, on, "apply", "-f", vs); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	r = run(79, "uninstall", "--revision", "1-31", "--purge", "--yes")
+	mustContain(t, "purge", r.stderr, "UNINSTALL-PURGE-CONFIG", "deletes 1 Istio config object(s)")
+	if r := kubectl(t, on, "delete", "-f", vs); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+
 	// Undo of the first install removes everything it created, CRDs included.
 	run(0, "undo", first, "--yes")
 	if r := kubectl(t, on, "get", "crd", "virtualservices.networking.istio.io"); r.code == 0 {

@@ -19,6 +19,13 @@ import (
 // screen shows waitFor.
 func runOnTerminal(t *testing.T, waitFor, keys string, args ...string) (string, int) {
 	t.Helper()
+	return runOnTerminalFunc(t, waitFor, func() string { return keys }, args...)
+}
+
+// runOnTerminalFunc is runOnTerminal with the keys computed when the prompt
+// shows (so a test can act at exactly that moment).
+func runOnTerminalFunc(t *testing.T, waitFor string, keys func() string, args ...string) (string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "kubectl", args...)
@@ -45,7 +52,7 @@ func runOnTerminal(t *testing.T, waitFor, keys string, args ...string) (string, 
 			}
 			if !typed && strings.Contains(screen.String(), waitFor) {
 				typed = true
-				go func() { time.Sleep(100 * time.Millisecond); _, _ = ptmx.Write([]byte(keys)) }()
+				go func() { time.Sleep(100 * time.Millisecond); _, _ = ptmx.Write([]byte(keys())) }()
 			}
 			mu.Unlock()
 			if err != nil {
@@ -94,5 +101,31 @@ func TestConfirmOnTerminal(t *testing.T) {
 	}
 	if object(t, ns, "configmap", "settings") == nil {
 		t.Fatal("confirmed apply did not write")
+	}
+}
+
+// TestConcurrentEditBetweenDiffAndApply: someone edits the object while the
+// user reads the diff; confirming then refuses to overwrite the edit.
+func TestConcurrentEditBetweenDiffAndApply(t *testing.T) {
+	ns := "concurrent-edit"
+	createNamespace(t, ns)
+	mustKubectl(t, "create", "configmap", "settings", "-n", ns, "--from-literal=a=1")
+	f := writeFile(t, "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: concurrent-edit}\ndata: {a: \"2\"}\n")
+	// The "key" sent at the prompt is preceded by a teammate's edit.
+	waitFor := "Apply these"
+	editedAndYes := func() string {
+		// Runs on the terminal's goroutine: report, do not FailNow.
+		if r := kubectl(t, nil, "label", "configmap", "settings", "-n", ns, "edited-by=teammate"); r.code != 0 {
+			t.Errorf("label: %s", r.stderr)
+		}
+		return "y\r"
+	}
+	screen, code := runOnTerminalFunc(t, waitFor, editedAndYes, "mesh", "apply", "-f", f, "--force-conflicts")
+	if code != 1 || !strings.Contains(screen, "was changed by someone else after the diff was shown") {
+		t.Fatalf("concurrent edit: exit %d", code)
+	}
+	cm := object(t, ns, "configmap", "settings")
+	if cm["data"].(map[string]any)["a"] != "1" || cm["metadata"].(map[string]any)["labels"].(map[string]any)["edited-by"] != "teammate" {
+		t.Fatalf("the teammate's edit was overwritten: %v", cm)
 	}
 }

@@ -161,3 +161,25 @@ func TestExternalDiffGetsLiveAndMergedDirs(t *testing.T) {
 		}
 	}
 }
+
+func TestUnchangedSinceDiffIgnoresStatusOnly(t *testing.T) {
+	before := obj(t, liveDR)
+	d := &ObjectDiff{Ref: "r", Before: before}
+	churn := before.DeepCopy()
+	churn.Object["status"] = map[string]any{"observedGeneration": int64(9)}
+	churn.SetResourceVersion("77")
+	if err := unchangedSinceDiff(d, churn); err != nil {
+		t.Fatalf("status/resourceVersion churn reported as an edit: %v", err)
+	}
+	edited := before.DeepCopy()
+	edited.SetLabels(map[string]string{"owner": "someone"})
+	if err := unchangedSinceDiff(d, edited); err == nil || !strings.Contains(err.Error(), "was changed by someone else") {
+		t.Fatalf("label edit not detected: %v", err)
+	}
+	if err := unchangedSinceDiff(d, nil); err == nil || !strings.Contains(err.Error(), "was deleted") {
+		t.Fatalf("deletion not detected: %v", err)
+	}
+	if err := unchangedSinceDiff(&ObjectDiff{Ref: "n"}, before); err == nil || !strings.Contains(err.Error(), "was created") {
+		t.Fatalf("creation not detected: %v", err)
+	}
+}

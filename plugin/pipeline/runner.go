@@ -340,13 +340,24 @@ func (r *Runner) apply(ctx context.Context, srv *server, plan *Plan, diffs []*Ob
 			return finish(journal.StatusInterrupted, exitcode.New(exitcode.Interrupted, fmt.Errorf(
 				"interrupted after %d of %d change(s); change set %s is recorded: run kubectl mesh undo %s to roll back, or re-run the command to finish", i, len(todo), cs.ID, cs.ID)))
 		}
-		if _, err := srv.do(ctx, d.Change, d.Before, false); err != nil {
+		cur, err := srv.get(ctx, d.Change.Object)
+		if err == nil {
+			err = unchangedSinceDiff(d, cur)
+		}
+		if err == nil {
+			_, err = srv.do(ctx, d.Change, cur, false)
+		}
+		if err != nil {
 			status := journal.StatusFailed
 			if ctx.Err() != nil {
 				status = journal.StatusInterrupted
 			}
+			var ce *concurrentEdit
+			if !errors.As(err, &ce) {
+				err = explain(d.Change, err)
+			}
 			return finish(status, fmt.Errorf("apply failed after %d of %d change(s): %w; change set %s is recorded: run kubectl mesh undo %s to roll back",
-				i, len(todo), explain(d.Change, err), cs.ID, cs.ID))
+				i, len(todo), err, cs.ID, cs.ID))
 		}
 		cs.Entries[i].Applied = true
 		fmt.Fprintf(r.C.Streams.ErrOut, "%s %s\n", d.Ref, pastTense(d.Action()))
@@ -416,6 +427,39 @@ func (r *Runner) waitEstablished(ctx context.Context, srv *server, crds []Change
 		d.Invalidate()
 	}
 	return nil
+}
+
+// unchangedSinceDiff detects an edit made by someone else between the diff
+// the user confirmed and the write: the desired state (everything but status
+// and server bookkeeping) must be what the diff was computed from. Status
+// churn (a PDB's or Deployment's counters) is not an edit.
+func unchangedSinceDiff(d *ObjectDiff, cur *unstructured.Unstructured) error {
+	if d.Pending != "" {
+		return nil
+	}
+	before, now := comparable(d.Before), comparable(cur)
+	for _, u := range []*unstructured.Unstructured{before, now} {
+		if u != nil {
+			delete(u.Object, "status")
+		}
+	}
+	if toYAML(before) == toYAML(now) {
+		return nil
+	}
+	what := "was changed"
+	switch {
+	case d.Before == nil:
+		what = "was created"
+	case cur == nil:
+		what = "was deleted"
+	}
+	return &concurrentEdit{ref: d.Ref, what: what}
+}
+
+type concurrentEdit struct{ ref, what string }
+
+func (e *concurrentEdit) Error() string {
+	return fmt.Sprintf("%s %s by someone else after the diff was shown; nothing was overwritten: re-run to plan against the current state", e.ref, e.what)
 }
 
 // phaseEndingAt returns the phase whose last changed object is todo[i].

@@ -53,9 +53,7 @@ func (s *server) get(ctx context.Context, u *unstructured.Unstructured) (*unstru
 	return live, err
 }
 
-// do runs one change. live is the object as read for the diff; its
-// resourceVersion is a precondition so an edit made after the diff is
-// detected instead of overwritten.
+// do runs one change against live, the object as it is now (nil if absent).
 func (s *server) do(ctx context.Context, ch Change, live *unstructured.Unstructured, dryRun bool) (*unstructured.Unstructured, error) {
 	rc, err := s.client(ch.Object)
 	if err != nil {
@@ -68,11 +66,7 @@ func (s *server) do(ctx context.Context, ch Change, live *unstructured.Unstructu
 	name := ch.Object.GetName()
 	switch ch.Op {
 	case Apply:
-		obj := ch.Object.DeepCopy()
-		if live != nil && !dryRun {
-			obj.SetResourceVersion(live.GetResourceVersion())
-		}
-		body, err := json.Marshal(obj.Object)
+		body, err := json.Marshal(ch.Object.Object)
 		if err != nil {
 			return nil, err
 		}
@@ -107,7 +101,8 @@ func (s *server) do(ctx context.Context, ch Change, live *unstructured.Unstructu
 		if live == nil {
 			return nil, nil
 		}
-		pre := metav1.Preconditions{ResourceVersion: ptr(live.GetResourceVersion())}
+		// The UID makes sure a re-created object of the same name is not deleted.
+		pre := metav1.Preconditions{UID: ptr(live.GetUID())}
 		err := rc.Delete(ctx, name, metav1.DeleteOptions{DryRun: dr, Preconditions: &pre})
 		if apierrors.IsNotFound(err) {
 			err = nil

@@ -5,6 +5,7 @@ package rollout
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -23,6 +24,9 @@ func Wait(ctx context.Context, kube kubernetes.Interface, kind, ns, name string,
 	err := wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		done, msg, err := status(ctx, kube, kind, ns, name)
 		if err != nil {
+			if ctx.Err() != nil || strings.Contains(err.Error(), "would exceed context deadline") {
+				return false, nil // out of time: reported below with the last state
+			}
 			return false, err
 		}
 		if msg != last && progress != nil {
@@ -31,7 +35,7 @@ func Wait(ctx context.Context, kube kubernetes.Interface, kind, ns, name string,
 		}
 		return done, nil
 	})
-	if err != nil && ctx.Err() != nil {
+	if err != nil && (ctx.Err() != nil || wait.Interrupted(err)) {
 		return fmt.Errorf("%s/%s -n %s did not roll out (%s): check its pods with kubectl describe %s %s -n %s", kind, name, ns, last, lower(kind), name, ns)
 	}
 	return err

@@ -1,0 +1,150 @@
+package install
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// summary is the golden view of a rendered install: object kinds and counts
+// per phase, and the production-relevant values of each workload.
+func summary(t *testing.T, o *Options) string {
+	t.Helper()
+	o.istioNamespace = "istio-system"
+	objs, err := o.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := o.phases(objs)
+	var b strings.Builder
+	fmt.Fprintf(&b, "title: %s\n", plan.Title)
+	for _, ph := range plan.Phases {
+		counts := map[string]int{}
+		for _, c := range ph.Changes {
+			counts[c.Object.GetKind()]++
+		}
+		var kinds []string
+		for k, n := range counts {
+			kinds = append(kinds, fmt.Sprintf("%s=%d", k, n))
+		}
+		sort.Strings(kinds)
+		fmt.Fprintf(&b, "phase %s: %s\n", ph.Name, strings.Join(kinds, " "))
+	}
+	for _, u := range objs {
+		switch u.GetKind() {
+		case "Deployment":
+			replicas, _, _ := unstructured.NestedInt64(u.Object, "spec", "replicas")
+			cs, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
+			c := cs[0].(map[string]any)
+			_, aff, _ := unstructured.NestedMap(u.Object, "spec", "template", "spec", "affinity", "podAntiAffinity")
+			fmt.Fprintf(&b, "Deployment %s: replicas=%d image=%s resources=%v antiAffinity=%v\n", u.GetName(), replicas, c["image"], c["resources"], aff)
+		case "HorizontalPodAutoscaler":
+			minR, _, _ := unstructured.NestedInt64(u.Object, "spec", "minReplicas")
+			maxR, _, _ := unstructured.NestedInt64(u.Object, "spec", "maxReplicas")
+			fmt.Fprintf(&b, "HPA %s: min=%d max=%d\n", u.GetName(), minR, maxR)
+		case "PodDisruptionBudget":
+			minA, _, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "minAvailable")
+			fmt.Fprintf(&b, "PDB %s: minAvailable=%v\n", u.GetName(), minA)
+		case "ConfigMap":
+			if mc, ok, _ := unstructured.NestedString(u.Object, "data", "mesh"); ok {
+				for _, l := range strings.Split(mc, "\n") {
+					if strings.Contains(l, "accessLogFile") || strings.Contains(l, "holdApplicationUntilProxyStarts") || strings.Contains(l, "mode: ") {
+						fmt.Fprintf(&b, "mesh %s: %s\n", u.GetName(), strings.TrimSpace(l))
+					}
+				}
+			}
+		}
+	}
+	return b.String()
+}
+
+func TestRenderGolden(t *testing.T) {
+	cases := map[string]*Options{}
+	for _, p := range Profiles {
+		o := New()
+		o.Profile = p
+		if p == "minimal" || p == "ambient" {
+			o.Ingress = false
+		}
+		cases[p] = o
+	}
+	rev := New()
+	rev.Revision, rev.Egress, rev.OutboundPolicy = "1-31", true, "REGISTRY_ONLY"
+	cases["production-revision-egress"] = rev
+	for name, o := range cases {
+		t.Run(name, func(t *testing.T) {
+			got := summary(t, o)
+			p := filepath.Join("testdata", name+".golden")
+			if os.Getenv("UPDATE_GOLDEN") == "1" {
+				_ = os.MkdirAll("testdata", 0o755)
+				_ = os.WriteFile(p, []byte(got), 0o644)
+			}
+			want, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatalf("%v (UPDATE_GOLDEN=1 creates it)", err)
+			}
+			if got != string(want) {
+				t.Fatalf("render differs from %s:\n%s", p, got)
+			}
+		})
+	}
+}
+
+func TestProductionOverlayValues(t *testing.T) {
+	got := summary(t, New())
+	for _, want := range []string{
+		"Deployment istiod: replicas=2", "map[limits:map[cpu:1000m memory:4Gi] requests:map[cpu:500m memory:2Gi]]",
+		"HPA istiod: min=2 max=5", "PDB istiod: minAvailable=1",
+		"Deployment istio-ingressgateway: replicas=2", "map[limits:map[cpu:2000m memory:2Gi] requests:map[cpu:1000m memory:1Gi]]",
+		"HPA istio-ingressgateway: min=2 max=5",
+		"accessLogFile: /dev/stdout", "holdApplicationUntilProxyStarts: true",
+		"image=docker.io/istio/pilot:1.31.0",
+	} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("production render lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+func TestValidateTable(t *testing.T) {
+	for _, tc := range []struct {
+		mod  func(*Options)
+		want string
+	}{
+		{func(*Options) {}, ""},
+		{func(o *Options) { o.Profile = "x" }, "unknown profile"},
+		{func(o *Options) { o.Revision = "default" }, "reserved"},
+		{func(o *Options) { o.Revision = "a_b" }, "must be a DNS label"},
+		{func(o *Options) { o.Tag = "latest" }, "does not pin a release"},
+		{func(o *Options) { o.Hub = " " }, "--hub must not be empty"},
+		{func(o *Options) { o.IngressServiceType = "External" }, "invalid --ingress-service-type"},
+		{func(o *Options) { o.Sets = []string{"=1"} }, "invalid --set"},
+		{func(o *Options) { o.TracingSampling = -1 }, "invalid --tracing-sampling"},
+	} {
+		o := New()
+		tc.mod(o)
+		err := o.Validate()
+		if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("Validate() = %v, want %q", err, tc.want)
+		}
+	}
+	if suggestedRevision("1.31.0") != "1-31" {
+		t.Fatal("suggested revision")
+	}
+}
+
+func TestEveryProductionSettingHasAReason(t *testing.T) {
+	if len(ProductionReasons) < 8 {
+		t.Fatalf("only %d reasons", len(ProductionReasons))
+	}
+	for _, r := range ProductionReasons {
+		if r.Setting == "" || r.Why == "" {
+			t.Fatalf("reason without text: %+v", r)
+		}
+	}
+}
