@@ -33,7 +33,22 @@ func TestInstallProductionRevision(t *testing.T) {
 	r := run(0, "install", "--explain")
 	mustContain(t, "explain", r.stdout, "istiod: 2 replicas, HPA min 2 / max 5", "why:")
 
+	// A CRD an older Istio left behind is reported, not touched.
+	leftover := writeFile(t, "leftover.yaml", `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: istiooperators.install.istio.io}
+spec:
+  group: install.istio.io
+  names: {kind: IstioOperator, plural: istiooperators}
+  scope: Namespaced
+  versions: [{name: v1alpha1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}]
+`)
+	if r := kubectl(t, on, "apply", "-f", leftover); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+
 	r = run(0, "install", "--revision", "1-31", "--yes", "--timeout", "90s")
+	mustContain(t, "leftover", r.stderr, "Warning [INSTALL-LEFTOVER-CRDS]", "istiooperators.install.istio.io")
 	mustContain(t, "install", r.stderr,
 		"CustomResourceDefinition.apiextensions.k8s.io/virtualservices.networking.istio.io created",
 		"Namespace/istio-system created",
@@ -45,6 +60,23 @@ func TestInstallProductionRevision(t *testing.T) {
 	// Nothing changed: a re-run says so.
 	r = run(0, "install", "--revision", "1-31", "--yes")
 	mustContain(t, "re-run", r.stderr, "revision 1-31 is installed already", "No changes")
+
+	// A revision-less install next to the "default" revision tag would
+	// double-inject: blocked.
+	tag := writeFile(t, "tag.yaml", `apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {name: istio-revision-tag-default, labels: {istio.io/tag: default, istio.io/rev: 1-31}}
+webhooks: []
+`)
+	if r := kubectl(t, on, "apply", "-f", tag); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	r = run(79, "install", "--dry-run=server", "--ingress=false")
+	mustContain(t, "conflict", r.stderr, "Error [INSTALL-WEBHOOK-CONFLICT]", "Warning [INSTALL-DEFAULT-BESIDE-REVISIONS]")
+	mustContain(t, "conflict", errorLine(t, r), "INSTALL-WEBHOOK-CONFLICT")
+	if r := kubectl(t, on, "delete", "-f", tag); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
 
 	// A second revision side by side, then undone.
 	r = run(0, "install", "--revision", "1-32", "--tag", "1.32.0", "--ingress=false", "--yes", "--timeout", "90s")

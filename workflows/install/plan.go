@@ -15,8 +15,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
@@ -43,8 +45,12 @@ func (o *Options) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, err
 	if err != nil {
 		return nil, err
 	}
+	md, err := c.Metadata()
+	if err != nil {
+		return nil, err
+	}
 	plan := o.phases(objs)
-	if err := o.precheck(ctx, kube, plan); err != nil {
+	if err := o.precheck(ctx, kube, md, plan); err != nil {
 		return nil, err
 	}
 	if o.Wait {
@@ -173,7 +179,7 @@ func (o *Options) phases(objs []*unstructured.Unstructured) *pipeline.Plan {
 }
 
 // precheck: Kubernetes version, and what is installed already.
-func (o *Options) precheck(ctx context.Context, kube kubernetes.Interface, plan *pipeline.Plan) error {
+func (o *Options) precheck(ctx context.Context, kube kubernetes.Interface, md metadata.Interface, plan *pipeline.Plan) error {
 	sv, err := kube.Discovery().ServerVersion()
 	if err != nil {
 		return err
@@ -210,6 +216,9 @@ func (o *Options) precheck(ctx context.Context, kube kubernetes.Interface, plan 
 			Message: "a revision-less install next to revisioned control planes makes both claim the default injection and validation webhooks",
 			Hint:    "pass --revision, or accept with --accept INSTALL-DEFAULT-BESIDE-REVISIONS",
 		})
+	}
+	if err := o.precheckLeftovers(ctx, kube, md, plan); err != nil {
+		return err
 	}
 	_, err = kube.CoreV1().Namespaces().Get(ctx, o.istioNamespace, metav1.GetOptions{})
 	if err == nil {
@@ -260,4 +269,53 @@ func verifySteps(kube kubernetes.Interface, objs []*unstructured.Unstructured, t
 		})
 	}
 	return steps
+}
+
+// precheckLeftovers finds Istio CRDs this release does not ship (left by
+// another version) and injection webhooks that would fight the planned one.
+var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+
+func (o *Options) precheckLeftovers(ctx context.Context, kube kubernetes.Interface, md metadata.Interface, plan *pipeline.Plan) error {
+	planned := map[string]bool{}
+	for _, ph := range plan.Phases {
+		for _, c := range ph.Changes {
+			planned[c.Object.GetKind()+"/"+c.Object.GetName()] = true
+		}
+	}
+	list, err := md.Resource(crdResource).List(ctx, metav1.ListOptions{})
+	if err != nil && !apierrors.IsForbidden(err) {
+		return err
+	}
+	var leftovers []string
+	if list != nil {
+		for _, it := range list.Items {
+			if strings.HasSuffix(it.Name, ".istio.io") && !planned["CustomResourceDefinition/"+it.Name] {
+				leftovers = append(leftovers, it.Name)
+			}
+		}
+	}
+	if len(leftovers) > 0 {
+		sort.Strings(leftovers)
+		plan.Checks = append(plan.Checks, pipeline.Check{
+			ID: "INSTALL-LEFTOVER-CRDS", Severity: pipeline.Warning,
+			Message: fmt.Sprintf("Istio CRDs that Istio %s does not ship are installed (left by another version): %s", o.Tag, strings.Join(leftovers, ", ")),
+			Hint:    "check no object of these kinds is still needed, then delete the CRDs with kubectl delete crd",
+		})
+	}
+	// A revision-less install's injector and the "default" revision tag both
+	// inject namespaces labelled istio-injection=enabled: pods would get two
+	// sidecars or fail admission.
+	if planned["MutatingWebhookConfiguration/istio-sidecar-injector"] {
+		if _, err := kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "istio-revision-tag-default", metav1.GetOptions{}); err == nil {
+			plan.Checks = append(plan.Checks, pipeline.Check{
+				ID: "INSTALL-WEBHOOK-CONFLICT", Severity: pipeline.Error,
+				Message: "the default revision tag (MutatingWebhookConfiguration istio-revision-tag-default) already injects istio-injection=enabled namespaces; a revision-less install would inject them too",
+				Hint:    "install with --revision and move the default tag to it (istioctl tag set default --revision R --overwrite)",
+				URL:     "https://istio.io/latest/docs/setup/upgrade/canary/#stable-revision-labels",
+			})
+		} else if !apierrors.IsNotFound(err) && !apierrors.IsForbidden(err) {
+			return err
+		}
+	}
+	return nil
 }
