@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -95,8 +96,15 @@ stringData: {token: s3cr3t-value}
 	r := mesh(t, 1, "apply", "-f", change, "--dry-run=server")
 	mustContain(t, "conflict", errorLine(t, r), `conflict with "teammate"`, "re-run with --force-conflicts")
 
+	// No pods run version v1/v2 yet: Istio's IST0173 names the planned
+	// DestinationRule and blocks until accepted.
+	r = mesh(t, 79, "apply", "-f", change, "--dry-run=server", "--force-conflicts")
+	mustContain(t, "analysis", r.stderr, "Error [IST0173] (DestinationRule engine-cycle/reviews")
+	mustContain(t, "blocked", errorLine(t, r), "IST0173", "--accept")
+	accept := "--accept=IST0173"
+
 	// Diff only: exit 1 (changes), secret masked, nothing written.
-	r = mesh(t, 1, "apply", "-f", change, "--dry-run=server", "--force-conflicts")
+	r = mesh(t, 1, "apply", "-f", change, "--dry-run=server", "--force-conflicts", accept)
 	mustContain(t, "diff", r.stdout, "+  - labels:", "+      version: v2", "token: '*** (after)'", "--- live/Service/reviews -n engine-cycle")
 	if strings.Contains(r.stdout+r.stderr, "s3cr3t") {
 		t.Fatal("secret value leaked into the diff")
@@ -107,14 +115,14 @@ stringData: {token: s3cr3t-value}
 	}
 
 	// No terminal, no --yes: refused with the flag to add; nothing written.
-	r = mesh(t, 64, "apply", "-f", change, "--force-conflicts")
+	r = mesh(t, 64, "apply", "-f", change, "--force-conflicts", accept)
 	mustContain(t, "error", errorLine(t, r), "re-run with --yes")
 	if object(t, ns, "service", "reviews") != nil {
 		t.Fatal("unconfirmed apply created the Service")
 	}
 
 	// Apply.
-	r = mesh(t, 0, "apply", "-f", change, "--yes", "--force-conflicts")
+	r = mesh(t, 0, "apply", "-f", change, "--yes", "--force-conflicts", accept)
 	mustContain(t, "apply", r.stderr, "Recorded change set cs-", "Applied change set")
 	dr := object(t, ns, "destinationrule", "reviews")
 	if subsets := dr["spec"].(map[string]any)["subsets"].([]any); len(subsets) != 2 {
@@ -125,13 +133,13 @@ stringData: {token: s3cr3t-value}
 	}
 
 	// Re-run: no changes.
-	r = mesh(t, 0, "apply", "-f", change, "--yes", "--force-conflicts")
+	r = mesh(t, 0, "apply", "-f", change, "--yes", "--force-conflicts", accept)
 	mustContain(t, "re-run", r.stderr, "No changes")
 
 	// History shows it.
 	cs := lastChangeSet(t)
 	id := cs["id"].(string)
-	if cs["status"] != "applied" || len(cs["entries"].([]any)) != 3 {
+	if cs["status"] != "applied" || len(cs["entries"].([]any)) != 3 || fmt.Sprint(cs["accepted"]) != "[IST0173]" {
 		t.Fatalf("history entry: %+v", cs)
 	}
 	if strings.Contains(mesh(t, 0, "history", "-o", "json").stdout, "prior") {

@@ -118,9 +118,7 @@ webhooks: []
 
 	// Undo of the first install removes everything it created, CRDs included.
 	run(0, "undo", first, "--yes")
-	if r := kubectl(t, on, "get", "crd", "virtualservices.networking.istio.io"); r.code == 0 {
-		t.Fatal("undo left the Istio CRDs")
-	}
+	waitGone(t, on, "undo left the Istio CRDs", "get", "crd", "virtualservices.networking.istio.io")
 }
 
 func lastChangeSetOn(t *testing.T, on []string) string {

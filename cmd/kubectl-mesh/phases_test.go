@@ -92,7 +92,18 @@ spec:
 	}
 	// Undo removes them all, namespace and CRD last.
 	mesh(t, 0, "undo", lastChangeSet(t)["id"].(string), "--yes")
-	if r := kubectl(t, nil, "get", "crd", "widgets.example.com"); r.code == 0 {
-		t.Fatal("undo left the CRD")
+	waitGone(t, nil, "undo left the CRD", "get", "crd", "widgets.example.com")
+}
+
+// waitGone polls `kubectl args…` until it fails (the object is gone):
+// deletions of CRDs and namespaces finish asynchronously.
+func waitGone(t *testing.T, extraEnv []string, msg string, args ...string) {
+	t.Helper()
+	for range 150 {
+		if r := kubectl(t, extraEnv, args...); r.code != 0 {
+			return
+		}
+		sleep()
 	}
+	t.Fatal(msg)
 }
