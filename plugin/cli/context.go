@@ -103,6 +103,19 @@ func (c *Context) RESTConfig() (*rest.Config, error) {
 	return c.restCfg, c.err
 }
 
+// Clients are the three clients most workflows read with.
+type Clients struct {
+	Kube     kubernetes.Interface
+	Dynamic  dynamic.Interface
+	Metadata metadata.Interface
+}
+
+// Clients returns the typed, dynamic and metadata-only clients.
+func (c *Context) Clients() (Clients, error) {
+	_, err := c.RESTConfig()
+	return Clients{Kube: c.kube, Dynamic: c.dyn, Metadata: c.md}, err
+}
+
 // Kube returns the typed client.
 func (c *Context) Kube() (kubernetes.Interface, error) {
 	_, err := c.RESTConfig()

@@ -12,6 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 )
 
 // Progress receives one line per observed state change.
@@ -116,4 +118,15 @@ func deploymentDone(d *appsv1.Deployment) (bool, string, error) {
 		return false, fmt.Sprintf("%d of %d updated replicas available", st.AvailableReplicas, st.UpdatedReplicas), nil
 	}
 	return true, fmt.Sprintf("%d of %d available", st.AvailableReplicas, want), nil
+}
+
+// Step is the verify step that waits for one workload's rollout.
+func Step(kube kubernetes.Interface, kind, ns, name string, timeout time.Duration) pipeline.VerifyStep {
+	return pipeline.VerifyStep{
+		Name:    fmt.Sprintf("%s/%s -n %s rolled out", kind, name, ns),
+		Timeout: timeout,
+		Run: func(ctx context.Context, p pipeline.Progress) error {
+			return Wait(ctx, kube, kind, ns, name, Progress(p))
+		},
+	}
 }

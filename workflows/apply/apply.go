@@ -6,7 +6,6 @@ package apply
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -138,14 +137,7 @@ func (o *Options) Plan(_ context.Context, c *cli.Context) (*pipeline.Plan, error
 			u := ch.Object
 			switch u.GroupVersionKind().GroupKind().String() {
 			case "Deployment.apps", "StatefulSet.apps", "DaemonSet.apps":
-				kind, ns, name := u.GetKind(), u.GetNamespace(), u.GetName()
-				plan.Verify = append(plan.Verify, pipeline.VerifyStep{
-					Name:    fmt.Sprintf("%s/%s -n %s rolled out", kind, name, ns),
-					Timeout: o.Timeout,
-					Run: func(ctx context.Context, p pipeline.Progress) error {
-						return rollout.Wait(ctx, kube, kind, ns, name, rollout.Progress(p))
-					},
-				})
+				plan.Verify = append(plan.Verify, rollout.Step(kube, u.GetKind(), u.GetNamespace(), u.GetName(), o.Timeout))
 			}
 		}
 	}

@@ -26,27 +26,19 @@ var namespaces = schema.GroupVersionResource{Version: "v1", Resource: "namespace
 
 // Plan implements pipeline.Workflow.
 func (o *Options) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, error) {
-	kube, err := c.Kube()
+	cl, err := c.Clients()
 	if err != nil {
 		return nil, err
 	}
-	md, err := c.Metadata()
+	live, err := cl.Dynamic.Resource(namespaces).Get(ctx, o.Namespace, metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
-	dyn, err := c.Dynamic()
+	workloads, err := mesh.Inventory(ctx, cl.Kube, cl.Metadata, o.Namespace)
 	if err != nil {
 		return nil, err
 	}
-	live, err := dyn.Resource(namespaces).Get(ctx, o.Namespace, metav1.GetOptions{})
-	if err != nil {
-		return nil, err
-	}
-	workloads, err := mesh.Inventory(ctx, kube, md, o.Namespace)
-	if err != nil {
-		return nil, err
-	}
-	return o.build(live, workloads, c.Now().UTC().Format("2006-01-02T15:04:05Z"), kube, md), nil
+	return o.build(live, workloads, c.Now().UTC().Format("2006-01-02T15:04:05Z"), cl.Kube, cl.Metadata), nil
 }
 
 // build is the pure part of Plan: from the live namespace and its
@@ -141,14 +133,7 @@ func (o *Options) restartPhase(w mesh.Workload, now string, kube kubernetes.Inte
 	_ = unstructured.SetNestedField(u.Object, map[string]any{RestartAnnotation: now}, "spec", "template", "metadata", "annotations")
 	ph := pipeline.Phase{Name: "restart " + w.Ref(), Changes: []pipeline.Change{{Op: pipeline.Apply, Object: u, Partial: true}}}
 	if o.Wait {
-		kind, ns, name := w.Kind, o.Namespace, w.Name
-		ph.Verify = []pipeline.VerifyStep{{
-			Name:    fmt.Sprintf("%s -n %s rolled out", w.Ref(), ns),
-			Timeout: o.Timeout,
-			Run: func(ctx context.Context, p pipeline.Progress) error {
-				return rollout.Wait(ctx, kube, kind, ns, name, rollout.Progress(p))
-			},
-		}}
+		ph.Verify = []pipeline.VerifyStep{rollout.Step(kube, w.Kind, o.Namespace, w.Name, o.Timeout)}
 	}
 	return ph
 }

@@ -41,20 +41,16 @@ func (o *Options) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, err
 	if err != nil {
 		return nil, err
 	}
-	kube, err := c.Kube()
-	if err != nil {
-		return nil, err
-	}
-	md, err := c.Metadata()
+	cl, err := c.Clients()
 	if err != nil {
 		return nil, err
 	}
 	plan := o.phases(objs)
-	if err := o.precheck(ctx, kube, md, plan); err != nil {
+	if err := o.precheck(ctx, cl.Kube, cl.Metadata, plan); err != nil {
 		return nil, err
 	}
 	if o.Wait {
-		plan.Verify = verifySteps(kube, objs, o.Timeout)
+		plan.Verify = verifySteps(cl.Kube, objs, o.Timeout)
 	}
 	return plan, nil
 }
@@ -244,12 +240,7 @@ func verifySteps(kube kubernetes.Interface, objs []*unstructured.Unstructured, t
 		kind, ns, name := u.GetKind(), u.GetNamespace(), u.GetName()
 		switch kind {
 		case "Deployment", "DaemonSet":
-			steps = append(steps, pipeline.VerifyStep{
-				Name: fmt.Sprintf("%s/%s -n %s rolled out", kind, name, ns), Timeout: timeout,
-				Run: func(ctx context.Context, p pipeline.Progress) error {
-					return rollout.Wait(ctx, kube, kind, ns, name, rollout.Progress(p))
-				},
-			})
+			steps = append(steps, rollout.Step(kube, kind, ns, name, timeout))
 		case "MutatingWebhookConfiguration":
 			hooks = append(hooks, name)
 		}
