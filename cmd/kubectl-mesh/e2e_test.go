@@ -38,21 +38,7 @@ func TestHelpAndClientVersionWorkWithoutCluster(t *testing.T) {
 
 func TestVersionReportsClusterAndControlPlane(t *testing.T) {
 	createNamespace(t, "istio-cp-version")
-	istiod := writeFile(t, "istiod.yaml", `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: istiod-1-31
-  namespace: istio-cp-version
-  labels: {app: istiod, istio.io/rev: 1-31}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: istiod, istio.io/rev: 1-31}}
-  template:
-    metadata: {labels: {app: istiod, istio.io/rev: 1-31}}
-    spec:
-      containers:
-      - {name: discovery, image: docker.io/istio/pilot:1.31.0}
-`)
+	istiod := writeFile(t, "istiod.yaml", istiodYAML("istio-cp-version"))
 	if r := kubectl(t, nil, "apply", "-f", istiod); r.code != 0 {
 		t.Fatal(r.stderr)
 	}

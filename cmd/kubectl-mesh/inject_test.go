@@ -23,11 +23,14 @@ func templateAnnotations(t *testing.T, ns, name string) map[string]any {
 	return a
 }
 
-const istiod = `apiVersion: apps/v1
+// istiodYAML is a stand-in istiod Deployment of revision 1-31: what
+// revision detection reads (labels, image), run by the kwok node.
+func istiodYAML(ns string) string {
+	return `apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: istiod-1-31
-  namespace: istio-system
+  namespace: ` + ns + `
   labels: {app: istiod, istio.io/rev: 1-31}
 spec:
   replicas: 1
@@ -36,6 +39,7 @@ spec:
     metadata: {labels: {app: istiod, istio.io/rev: 1-31}}
     spec: {containers: [{name: discovery, image: docker.io/istio/pilot:1.31.0}]}
 `
+}
 
 func deployment(ns, name, extraTemplate string) string {
 	return `apiVersion: apps/v1
@@ -55,7 +59,7 @@ spec:
 func installFakeControlPlane(t *testing.T) {
 	t.Helper()
 	kubectl(t, nil, "create", "namespace", "istio-system")
-	if r := kubectl(t, nil, "apply", "-f", writeFile(t, "istiod.yaml", istiod)); r.code != 0 {
+	if r := kubectl(t, nil, "apply", "-f", writeFile(t, "istiod.yaml", istiodYAML("istio-system"))); r.code != 0 {
 		t.Fatal(r.stderr)
 	}
 }

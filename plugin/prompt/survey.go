@@ -10,7 +10,8 @@ import (
 )
 
 // Survey is the interactive Prompter. It always passes its streams to survey
-// (WithStdio) so it never reads os.Stdin behind the command's back.
+// (WithStdio) so it never reads the process's standard input behind the
+// command's back.
 type Survey struct {
 	in  terminal.FileReader
 	out terminal.FileWriter
