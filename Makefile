@@ -3,7 +3,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/kubectl-mesh/kubectl-mesh/plugin/cli.Version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: build install test tools sandbox lint
+.PHONY: build install test tools sandbox lint docs
 
 build: ## bin/kubectl-mesh
 	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/kubectl-mesh ./cmd/kubectl-mesh
@@ -24,3 +24,6 @@ test: tools lint ## everything: builds what the tests need, then unit and end-to
 
 sandbox: tools ## a local control plane with Istio CRDs and sample workloads
 	hack/sandbox.sh
+
+docs: ## regenerate docs/ (one page per command; a test checks it is current)
+	go run ./hack/docs

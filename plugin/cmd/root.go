@@ -59,6 +59,7 @@ confirmation, verifies, and records a change set you can undo.`,
 	for _, w := range workflows {
 		root.AddCommand(bind(c, w))
 	}
+	setupCompletion(root, c)
 	return root, c
 }
 

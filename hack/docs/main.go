@@ -1,0 +1,21 @@
+// Command docs regenerates docs/ from the cobra commands (make docs); a test
+// fails when docs/ is out of date.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/cmd"
+	"github.com/kubectl-mesh/kubectl-mesh/workflows"
+)
+
+func main() {
+	root, _ := cmd.NewRoot(genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}, workflows.All()...)
+	if err := cmd.WriteDocs(root, "docs"); err != nil {
+		fmt.Fprintln(os.Stderr, "docs:", err)
+		os.Exit(1)
+	}
+}
