@@ -3,7 +3,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/kubectl-mesh/kubectl-mesh/plugin/cli.Version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: build install test tools sandbox lint docs
+.PHONY: build install test tools sandbox lint docs dist
 
 build: ## bin/kubectl-mesh
 	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/kubectl-mesh ./cmd/kubectl-mesh
@@ -27,3 +27,6 @@ sandbox: tools ## a local control plane with Istio CRDs and sample workloads
 
 docs: ## regenerate docs/ (one page per command; a test checks it is current)
 	go run ./hack/docs
+
+dist: ## release archives for linux/darwin/windows x amd64/arm64, sha256 files, dist/krew/mesh.yaml
+	VERSION=$(VERSION) hack/dist.sh

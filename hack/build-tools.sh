@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the binaries the tests need into bin/ from the Go module proxy:
-#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok.
+#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok,
+#   and krew (as kubectl-krew) with validate-krew-manifest for the distribution tests.
 # Each tool gets a stamp file (bin/.stamp-<tool>) holding the version it was built
 # from; a tool whose stamp matches is never rebuilt, so warm runs take a second.
 # Usage: hack/build-tools.sh [tool...]   (default: all)
@@ -12,6 +13,7 @@ mkdir -p "$bin"
 K8S_VERSION=v1.36.1
 ETCD_VERSION=v3.6.16
 KWOK_VERSION=v0.8.0
+KREW_VERSION=v0.4.3
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
 
 # build <name> <stamp-value> <module dir> <package> [ldflags]
@@ -41,7 +43,7 @@ k8s_ldflags() {
 }
 
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
+[[ ${#want[@]} -gt 0 ]] || want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kubectl-krew validate-krew-manifest)
 for t in "${want[@]}"; do
   case $t in
     etcd) build etcd "$ETCD_VERSION" etcd go.etcd.io/etcd/server/v3 ;;
@@ -59,6 +61,9 @@ for t in "${want[@]}"; do
         done > "$bin/kwok-stages.yaml"
         echo "$KWOK_VERSION" > "$bin/.stamp-kwok-stages"
       fi ;;
+    # krew is named kubectl-krew so that `kubectl krew` dispatches to it.
+    kubectl-krew) build kubectl-krew "$KREW_VERSION" krew sigs.k8s.io/krew/cmd/krew ;;
+    validate-krew-manifest) build validate-krew-manifest "$KREW_VERSION" krew sigs.k8s.io/krew/cmd/validate-krew-manifest ;;
     *) echo "build-tools: unknown tool $t" >&2; exit 64 ;;
   esac
 done
