@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -130,6 +131,25 @@ func (o *Options) Complete(_ context.Context, c *cli.Context, _ []string) error 
 			o.OutboundPolicy, err = c.Prompter.Select("Outbound traffic policy:", outboundPolicies, o.OutboundPolicy)
 			return err
 		}},
+		{"tracing-sampling", func() error {
+			ans, err := c.Prompter.Input("Tracing sampling % (0 = off):", strconv.FormatFloat(o.TracingSampling, 'f', -1, 64))
+			if err != nil {
+				return err
+			}
+			if o.TracingSampling, err = strconv.ParseFloat(strings.TrimSpace(ans), 64); err != nil {
+				return fmt.Errorf("tracing sampling %q is not a number: answer a percentage such as 1 or 0.5", ans)
+			}
+			return nil
+		}},
+		{"tracing-address", func() error {
+			if o.TracingSampling == 0 {
+				return nil
+			}
+			o.TracingAddress, err = c.Prompter.Input("Tracing collector address (host:port, Zipkin API):", o.TracingAddress)
+			return err
+		}},
+		{"hub", func() error { o.Hub, err = c.Prompter.Input("Image hub:", o.Hub); return err }},
+		{"tag", func() error { o.Tag, err = c.Prompter.Input("Image tag:", o.Tag); return err }},
 	}
 	for _, s := range steps {
 		if err := ask(s.flag, s.fn); err != nil {

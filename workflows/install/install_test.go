@@ -1,6 +1,7 @@
 package install
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,10 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/prompt"
 )
 
 // summary is the golden view of a rendered install: object kinds and counts
@@ -146,5 +151,38 @@ func TestEveryProductionSettingHasAReason(t *testing.T) {
 		if r.Setting == "" || r.Why == "" {
 			t.Fatalf("reason without text: %+v", r)
 		}
+	}
+}
+
+func TestCompleteAsksOnlyWhatFlagsLeftOpen(t *testing.T) {
+	streams, _, _, _ := genericiooptions.NewTestIOStreams()
+	c := cli.New(streams)
+	m := &prompt.Mock{}
+	m.ExpectSelect("Profile", "production")
+	m.ExpectInput("Revision name", "1-31")
+	m.ExpectConfirm("ingress gateway", true)
+	m.ExpectConfirm("egress gateway", false)
+	m.ExpectConfirm("Access logs", true)
+	m.ExpectSelect("Outbound traffic policy", "REGISTRY_ONLY")
+	m.ExpectInput("Tracing sampling", "1")
+	m.ExpectInput("Tracing collector", "zipkin.observability:9411")
+	// --hub and --tag were given: not asked.
+	c.Prompter = m
+	o := New()
+	cmd := o.Command()
+	if err := cmd.ParseFlags([]string{"--hub", "registry.example/istio", "--tag", "1.31.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Complete(context.Background(), c, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	if o.Revision != "1-31" || o.OutboundPolicy != "REGISTRY_ONLY" || o.TracingSampling != 1 || o.TracingAddress != "zipkin.observability:9411" || o.Tag != "1.31.1" {
+		t.Fatalf("answers not applied: %+v", o)
+	}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
 	}
 }
