@@ -366,6 +366,10 @@ func (r *Runner) apply(ctx context.Context, srv *server, plan *Plan, diffs []*Ob
 		}
 		if ph := phaseEndingAt(plan, todo, i); ph != nil && len(ph.Verify) > 0 {
 			if err := r.runVerify(ctx, ph.Verify, cs.ID); err != nil {
+				if ctx.Err() != nil {
+					return finish(journal.StatusInterrupted, exitcode.New(exitcode.Interrupted, fmt.Errorf(
+						"interrupted while verifying after %d of %d change(s); change set %s is recorded: run kubectl mesh undo %s to roll back, or re-run the command to finish", i+1, len(todo), cs.ID, cs.ID)))
+				}
 				return finish(journal.StatusFailed, fmt.Errorf("stopped after %d of %d change(s): %w", i+1, len(todo), err))
 			}
 		}
@@ -384,6 +388,9 @@ func (r *Runner) apply(ctx context.Context, srv *server, plan *Plan, diffs []*Ob
 	}
 	fmt.Fprintf(r.C.Streams.ErrOut, "Applied change set %s (%d change(s)); undo with: kubectl mesh undo %s\n", cs.ID, len(todo), cs.ID)
 	if err := r.runVerify(ctx, plan.Verify, cs.ID); err != nil {
+		if ctx.Err() != nil {
+			return exitcode.New(exitcode.Interrupted, fmt.Errorf("interrupted while verifying; the change is applied (change set %s): check it with kubectl mesh history %s, or roll back with kubectl mesh undo %s", cs.ID, cs.ID, cs.ID))
+		}
 		return err
 	}
 	r.result(plan)
