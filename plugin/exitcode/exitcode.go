@@ -87,8 +87,10 @@ func Describe(err error) (int, string) {
 	case meta.IsNoMatchError(err):
 		return Unavailable, msg + "; the CRD is not installed in the cluster (Istio CRDs come with kubectl mesh install)"
 	case isUnreachable(err):
+		// A bare client error reads better as what it means; a wrapped one
+		// keeps its context (e.g. which change set to undo).
 		var ue *url.Error
-		if errors.As(err, &ue) {
+		if errors.As(err, &ue) && oneLine(ue.Error()) == msg {
 			msg = fmt.Sprintf("cannot reach the Kubernetes API server at %s: %s", host(ue.URL), rootCause(ue.Err))
 		}
 		return Unavailable, msg + "; check that the cluster is running and that --kubeconfig/--context point at it"
