@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/restmapper"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/manifest"
@@ -77,13 +78,9 @@ func createSamples(ctx context.Context, env *testenv.Env, dir string) error {
 			if err != nil {
 				return fmt.Errorf("%s: %w", f.Name, err)
 			}
-			var rc interface {
-				Create(context.Context, *unstructuredObj, metav1.CreateOptions, ...string) (*unstructuredObj, error)
-			}
+			var rc dynamic.ResourceInterface = env.Dynamic.Resource(m.Resource)
 			if m.Scope.Name() == meta.RESTScopeNameNamespace {
 				rc = env.Dynamic.Resource(m.Resource).Namespace(u.GetNamespace())
-			} else {
-				rc = env.Dynamic.Resource(m.Resource)
 			}
 			if _, err := rc.Create(ctx, u, metav1.CreateOptions{}); err != nil {
 				return fmt.Errorf("%s: create %s/%s: %w", f.Name, u.GetKind(), u.GetName(), err)

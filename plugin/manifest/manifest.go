@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
@@ -112,7 +113,7 @@ func Decode(data []byte) ([]*unstructured.Unstructured, error) {
 		}
 		u := &unstructured.Unstructured{Object: obj}
 		if u.IsList() {
-			if err := u.EachListItem(func(o runtimeObject) error {
+			if err := u.EachListItem(func(o runtime.Object) error {
 				item := o.(*unstructured.Unstructured)
 				if err := check(item, i); err != nil {
 					return err

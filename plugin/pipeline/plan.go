@@ -11,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
 )
@@ -121,9 +120,6 @@ func Ref(u *unstructured.Unstructured) string {
 	}
 	return kind + "/" + u.GetName()
 }
-
-// GVK of an object.
-func GVK(u *unstructured.Unstructured) schema.GroupVersionKind { return u.GroupVersionKind() }
 
 // Workflow is the contract of a command that changes the cluster.
 type Workflow interface {

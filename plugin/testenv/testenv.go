@@ -30,6 +30,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
@@ -416,7 +417,7 @@ func InstallIstioCRDs(ctx context.Context, cfg *rest.Config) error {
 		established := 0
 		for _, item := range list.Items {
 			var crd apiextensionsv1.CustomResourceDefinition
-			if err := fromUnstructured(item.Object, &crd); err != nil {
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(item.Object, &crd); err != nil {
 				return false, err
 			}
 			for _, c := range crd.Status.Conditions {
@@ -427,10 +428,4 @@ func InstallIstioCRDs(ctx context.Context, cfg *rest.Config) error {
 		}
 		return established >= len(crds), nil
 	})
-}
-
-// Healthy reports whether the apiserver answers /readyz.
-func (e *Env) Healthy(ctx context.Context) bool {
-	body, err := e.Kube.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-	return err == nil && string(body) == "ok"
 }

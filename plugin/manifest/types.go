@@ -1,5 +1,0 @@
-package manifest
-
-import "k8s.io/apimachinery/pkg/runtime"
-
-type runtimeObject = runtime.Object
