@@ -28,8 +28,8 @@ type Runner struct {
 	C *cli.Context
 }
 
-// Run takes a plan through analyze → diff → confirm → journal → apply → verify,
-// stopping where the engine flags say.
+// Run takes a plan through diff → analyze and checks → confirm → journal →
+// apply → verify, stopping where the engine flags say.
 func (r *Runner) Run(ctx context.Context, plan *Plan) error {
 	e := r.C.Engine
 	if err := e.Validate(); err != nil {
@@ -64,6 +64,18 @@ func (r *Runner) Run(ctx context.Context, plan *Plan) error {
 	if err != nil {
 		return err
 	}
+	changed := 0
+	for _, d := range diffs {
+		if d.Changed() {
+			changed++
+		}
+	}
+	if changed == 0 {
+		// Nothing to analyze or confirm: a re-run costs one read per object.
+		fmt.Fprintln(stderr, "No changes: the cluster already matches the plan.")
+		r.result(plan)
+		return nil
+	}
 	var blocked []string
 	if len(plan.Objects()) > 0 {
 		fs, err := r.analyze(ctx, plan, Severity(threshold))
@@ -76,17 +88,6 @@ func (r *Runner) Run(ctx context.Context, plan *Plan) error {
 		}
 	}
 	blocked = append(blocked, r.printChecks(plan, Severity(threshold))...)
-	changed := 0
-	for _, d := range diffs {
-		if d.Changed() {
-			changed++
-		}
-	}
-	if changed == 0 {
-		fmt.Fprintln(stderr, "No changes: the cluster already matches the plan.")
-		r.result(plan)
-		return nil
-	}
 	dp := &DiffPrinter{Out: r.C.Streams.Out, Color: cli.Color(r.C.Streams.Out), ShowSecrets: e.ShowSecrets, External: os.Getenv("KUBECTL_EXTERNAL_DIFF")}
 	if err := dp.Print(diffs); err != nil {
 		return err
