@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -34,19 +32,7 @@ func TestAPIServerDiesMidApply(t *testing.T) {
 	}
 	f := writeFile(t, "many.yaml", b.String())
 
-	cmd := exec.CommandContext(ctx, "kubectl", "mesh", "apply", "-f", f, "--yes")
-	cmd.Env = append(os.Environ(), "PATH="+pathEnv, "KUBECONFIG="+e.Kubeconfig, "NO_COLOR=1")
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	for !strings.Contains(out.String(), "ConfigMap/cm-010 -n fault created") {
-		if ctx.Err() != nil {
-			t.Fatalf("apply never started:\n%s", out.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	cmd, out := startUntil(ctx, t, e.Kubeconfig, "ConfigMap/cm-010 -n fault created", "mesh", "apply", "-f", f, "--yes")
 	e.KillAPIServer()
 	err = cmd.Wait()
 	if err == nil {

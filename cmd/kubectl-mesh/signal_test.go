@@ -61,6 +61,26 @@ func TestInterruptDuringRestartSequence(t *testing.T) {
 	}
 }
 
+// startUntil starts `kubectl args…` in the background and returns once its
+// output contains marker (the moment a test interferes).
+func startUntil(ctx context.Context, t *testing.T, kubeconfig, marker string, args ...string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, "kubectl", args...)
+	cmd.Env = append(os.Environ(), "PATH="+pathEnv, "KUBECONFIG="+kubeconfig, "NO_COLOR=1")
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(out.String(), marker) {
+		if ctx.Err() != nil {
+			t.Fatalf("never reached %q:\n%s", marker, out.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return cmd, out
+}
+
 // syncBuffer is a bytes.Buffer safe for the process's writers and the test.
 type syncBuffer struct {
 	mu  sync.Mutex

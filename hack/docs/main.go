@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
@@ -13,7 +14,7 @@ import (
 )
 
 func main() {
-	root, _ := cmd.NewRoot(genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}, workflows.All()...)
+	root, _ := cmd.NewRoot(genericiooptions.IOStreams{In: strings.NewReader(""), Out: os.Stdout, ErrOut: os.Stderr}, workflows.All()...)
 	if err := cmd.WriteDocs(root, "docs"); err != nil {
 		fmt.Fprintln(os.Stderr, "docs:", err)
 		os.Exit(1)
