@@ -125,6 +125,13 @@ func (o *Options) Complete(_ context.Context, c *cli.Context, _ []string) error 
 			o.Ingress, err = c.Prompter.Confirm("Install the ingress gateway?", o.Ingress)
 			return err
 		}},
+		{"ingress-service-type", func() error {
+			if !o.Ingress {
+				return nil
+			}
+			o.IngressServiceType, err = c.Prompter.Select("Ingress gateway Service type:", []string{"LoadBalancer", "NodePort", "ClusterIP"}, o.IngressServiceType)
+			return err
+		}},
 		{"egress", func() error { o.Egress, err = c.Prompter.Confirm("Install the egress gateway?", o.Egress); return err }},
 		{"access-log", func() error { o.AccessLog, err = c.Prompter.Confirm("Access logs to stdout?", o.AccessLog); return err }},
 		{"outbound-policy", func() error {

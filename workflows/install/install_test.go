@@ -161,6 +161,7 @@ func TestCompleteAsksOnlyWhatFlagsLeftOpen(t *testing.T) {
 	m.ExpectSelect("Profile", "production")
 	m.ExpectInput("Revision name", "1-31")
 	m.ExpectConfirm("ingress gateway", true)
+	m.ExpectSelect("Service type", "NodePort")
 	m.ExpectConfirm("egress gateway", false)
 	m.ExpectConfirm("Access logs", true)
 	m.ExpectSelect("Outbound traffic policy", "REGISTRY_ONLY")
@@ -179,10 +180,26 @@ func TestCompleteAsksOnlyWhatFlagsLeftOpen(t *testing.T) {
 	if err := m.Verify(); err != nil {
 		t.Fatal(err)
 	}
-	if o.Revision != "1-31" || o.OutboundPolicy != "REGISTRY_ONLY" || o.TracingSampling != 1 || o.TracingAddress != "zipkin.observability:9411" || o.Tag != "1.31.1" {
+	if o.Revision != "1-31" || o.OutboundPolicy != "REGISTRY_ONLY" || o.TracingSampling != 1 || o.TracingAddress != "zipkin.observability:9411" || o.Tag != "1.31.1" || o.IngressServiceType != "NodePort" {
 		t.Fatalf("answers not applied: %+v", o)
 	}
 	if err := o.Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestKubernetesVersionGate(t *testing.T) {
+	o := New()
+	for v, ok := range map[string]bool{"v1.36.1": true, "v1.28.0": true, "v1.28.15-gke.1": true, "v1.27.9": false, "v1.21.0": false} {
+		err := o.supported(v)
+		if ok != (err == nil) {
+			t.Fatalf("%s: %v", v, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "too old") {
+			t.Fatalf("%s: %v", v, err)
+		}
+	}
+	if o.supported("garbage") == nil {
+		t.Fatal("unparsable version accepted")
 	}
 }

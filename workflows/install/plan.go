@@ -174,18 +174,26 @@ func (o *Options) phases(objs []*unstructured.Unstructured) *pipeline.Plan {
 	return plan
 }
 
+// supported refuses Kubernetes versions older than MinKubernetes.
+func (o *Options) supported(gitVersion string) error {
+	v, err := version.ParseGeneric(gitVersion)
+	if err != nil {
+		return fmt.Errorf("cannot read the Kubernetes version %q: %w", gitVersion, err)
+	}
+	if v.LessThan(version.MustParseGeneric(MinKubernetes)) {
+		return exitcode.Blockedf("Kubernetes %s is too old: Istio %s needs %s or newer; upgrade the cluster first", gitVersion, o.Tag, MinKubernetes)
+	}
+	return nil
+}
+
 // precheck: Kubernetes version, and what is installed already.
 func (o *Options) precheck(ctx context.Context, kube kubernetes.Interface, md metadata.Interface, plan *pipeline.Plan) error {
 	sv, err := kube.Discovery().ServerVersion()
 	if err != nil {
 		return err
 	}
-	v, err := version.ParseGeneric(sv.GitVersion)
-	if err != nil {
-		return fmt.Errorf("cannot read the Kubernetes version %q: %w", sv.GitVersion, err)
-	}
-	if v.LessThan(version.MustParseGeneric(MinKubernetes)) {
-		return exitcode.Blockedf("Kubernetes %s is too old: Istio %s needs %s or newer; upgrade the cluster first", sv.GitVersion, o.Tag, MinKubernetes)
+	if err := o.supported(sv.GitVersion); err != nil {
+		return err
 	}
 	planes, err := mesh.Revisions(ctx, kube)
 	if err != nil && !apierrors.IsForbidden(err) {
