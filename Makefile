@@ -3,7 +3,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/kubectl-mesh/kubectl-mesh/plugin/cli.Version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: build install test tools sandbox lint docs dist
+.PHONY: build install test tools sandbox lint docs dist fuzz
 
 build: ## bin/kubectl-mesh
 	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/kubectl-mesh ./cmd/kubectl-mesh
@@ -19,8 +19,15 @@ lint:
 	@out=$$(gofmt -l cmd plugin workflows hack/sandbox); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	go vet ./...
 
-test: tools lint ## everything: builds what the tests need, then unit and end-to-end tests
+test: tools lint ## everything: builds what the tests need, then unit and end-to-end tests, then brief fuzzing
 	go test -count=1 -timeout 40m ./...
+	$(MAKE) fuzz FUZZTIME=5s
+
+FUZZTIME ?= 30s
+fuzz: ## fuzz every parser of user input (FUZZTIME each)
+	go test ./plugin/manifest -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	go test ./plugin/analysis -run '^$$' -fuzz '^FuzzParseSuppression$$' -fuzztime $(FUZZTIME)
+	go test ./workflows/install -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME)
 
 sandbox: tools ## a local control plane with Istio CRDs and sample workloads
 	hack/sandbox.sh

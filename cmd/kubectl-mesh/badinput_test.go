@@ -35,7 +35,7 @@ spec: {host: reviews}
 		{"bad dry-run", nil, []string{"apply", "-f", good, "--dry-run=maybe"}, 64, `invalid --dry-run "maybe"`},
 		{"bad threshold", nil, []string{"analyze", "--failure-threshold", "Critical"}, 64, `invalid severity "Critical"`},
 		{"bad suppression", nil, []string{"analyze", "-S", "nonsense"}, 64, "invalid --suppress"},
-		{"unknown analysis code", nil, []string{"analyze", "-S", "IST9999=Pod x/y"}, 64, "IST9999 is not an Istio analysis code"},
+		{"unknown analysis code", nil, []string{"analyze", "-S", "IST9999=Pod x/y"}, 64, `"IST9999" is not an Istio analysis code`},
 		{"files-only without files", nil, []string{"analyze", "--use-kube=false"}, 64, "needs at least one FILE"},
 		{"no manifests", nil, []string{"apply"}, 64, "no manifests given"},
 		{"unreadable file", nil, []string{"apply", "-f", "/nonexistent/file.yaml"}, 65, "cannot read /nonexistent/file.yaml"},

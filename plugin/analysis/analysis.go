@@ -114,7 +114,7 @@ func ParseSuppression(s string) (Suppression, error) {
 			return Suppression{Code: code, ResourceName: res}, nil
 		}
 	}
-	return Suppression{}, fmt.Errorf("invalid --suppress %q: %s is not an Istio analysis code (see https://istio.io/latest/docs/reference/config/analysis/)", s, code)
+	return Suppression{}, fmt.Errorf("invalid --suppress %q: %q is not an Istio analysis code (see https://istio.io/latest/docs/reference/config/analysis/)", s, code)
 }
 
 // ParseLevel maps Info|Warning|Error to Istio's level.
