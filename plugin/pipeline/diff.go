@@ -23,9 +23,8 @@ type ObjectDiff struct {
 	// Pending is set when the object could not be dry-run because an earlier
 	// phase creates its namespace or CRD.
 	Pending string
-	// LiveVersion is the resourceVersion seen; apply uses it as a
-	// precondition so a concurrent edit is never overwritten blindly.
-	LiveVersion string
+	// phase is the index of the plan phase the change belongs to.
+	phase int
 }
 
 // Changed reports whether applying the change alters the cluster.

@@ -203,9 +203,9 @@ func (r *Runner) diff(ctx context.Context, srv *server, plan *Plan) ([]*ObjectDi
 		}
 	}
 	var out []*ObjectDiff
-	for _, ph := range plan.Phases {
+	for p, ph := range plan.Phases {
 		for _, c := range ph.Changes {
-			d := &ObjectDiff{Change: c, Ref: Ref(c.Object)}
+			d := &ObjectDiff{Change: c, Ref: Ref(c.Object), phase: p}
 			out = append(out, d)
 			gk := c.Object.GroupVersionKind().GroupKind()
 			live, err := srv.get(ctx, c.Object)
@@ -217,9 +217,6 @@ func (r *Runner) diff(ctx context.Context, srv *server, plan *Plan) ([]*ObjectDi
 				return nil, explain(c, err)
 			}
 			d.Before = live
-			if live != nil {
-				d.LiveVersion = live.GetResourceVersion()
-			}
 			after, err := srv.do(ctx, c, live, true)
 			if apierrors.IsNotFound(err) && newNamespaces[c.Object.GetNamespace()] {
 				d.Pending, d.After = "namespace "+c.Object.GetNamespace()+" is created by this plan", c.Object
@@ -365,8 +362,9 @@ func (r *Runner) apply(ctx context.Context, srv *server, plan *Plan, diffs []*Ob
 		if isCRD(d.Change.Object) && d.Change.Op != Delete {
 			newCRDs = append(newCRDs, d.Change)
 		}
-		if ph := phaseEndingAt(plan, todo, i); ph != nil && len(ph.Verify) > 0 {
-			if err := r.runVerify(ctx, ph.Verify, cs.ID); err != nil {
+		lastOfPhase := i+1 == len(todo) || todo[i+1].phase != d.phase
+		if steps := plan.Phases[d.phase].Verify; lastOfPhase && len(steps) > 0 {
+			if err := r.runVerify(ctx, steps, cs.ID); err != nil {
 				if ctx.Err() != nil {
 					return finish(journal.StatusInterrupted, exitcode.New(exitcode.Interrupted, fmt.Errorf(
 						"interrupted while verifying after %d of %d change(s); change set %s is recorded: run kubectl mesh undo %s to roll back, or re-run the command to finish", i+1, len(todo), cs.ID, cs.ID)))
@@ -468,28 +466,6 @@ type concurrentEdit struct{ ref, what string }
 
 func (e *concurrentEdit) Error() string {
 	return fmt.Sprintf("%s %s by someone else after the diff was shown; nothing was overwritten: re-run to plan against the current state", e.ref, e.what)
-}
-
-// phaseEndingAt returns the phase whose last changed object is todo[i].
-func phaseEndingAt(plan *Plan, todo []*ObjectDiff, i int) *Phase {
-	for p := range plan.Phases {
-		ph := &plan.Phases[p]
-		for _, c := range ph.Changes {
-			if c.Object != todo[i].Change.Object {
-				continue
-			}
-			// Last of the phase if the next change to apply is not in it.
-			if i+1 < len(todo) {
-				for _, c2 := range ph.Changes {
-					if c2.Object == todo[i+1].Change.Object {
-						return nil
-					}
-				}
-			}
-			return ph
-		}
-	}
-	return nil
 }
 
 // runVerify runs verify steps with progress on stderr.
