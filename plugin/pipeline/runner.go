@@ -209,6 +209,9 @@ func (r *Runner) diff(ctx context.Context, srv *server, plan *Plan) ([]*ObjectDi
 			out = append(out, d)
 			gk := c.Object.GroupVersionKind().GroupKind()
 			live, err := srv.get(ctx, c.Object)
+			if meta.IsNoMatchError(err) && c.Op == Delete {
+				continue // the kind is not served, so there is nothing to delete
+			}
 			if meta.IsNoMatchError(err) && newKinds[gk.Group+"/"+gk.Kind] {
 				d.Pending, d.After = "its CRD is created by this plan", c.Object
 				continue

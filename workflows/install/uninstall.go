@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -93,10 +92,8 @@ func (u *Uninstall) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, e
 	if err != nil {
 		return nil, err
 	}
-	mapper, err := c.Mapper()
-	if err != nil {
-		return nil, err
-	}
+	// Deletes of objects that are gone (or of kinds no longer served) are
+	// "unchanged" in the runner's diff, which reads each object anyway.
 	plan := &pipeline.Plan{Title: fmt.Sprintf("uninstall Istio revision %s", want)}
 	var config, crds []pipeline.Change
 	for _, obj := range objs {
@@ -107,11 +104,6 @@ func (u *Uninstall) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, e
 			continue
 		case !isCRD && shared && !last:
 			continue // another revision still uses it
-		}
-		if exists, err := present(ctx, dyn, mapper, obj); err != nil {
-			return nil, err
-		} else if !exists {
-			continue
 		}
 		ch := pipeline.Change{Op: pipeline.Delete, Object: ref(obj)}
 		if isCRD {
@@ -152,35 +144,6 @@ func ref(obj *unstructured.Unstructured) *unstructured.Unstructured {
 	r.SetNamespace(obj.GetNamespace())
 	r.SetName(obj.GetName())
 	return r
-}
-
-type resourceGetter interface {
-	Get(ctx context.Context, name string, opts metav1.GetOptions, sub ...string) (*unstructured.Unstructured, error)
-}
-
-// present reports whether the object exists (kinds the cluster does not
-// serve do not).
-func present(ctx context.Context, dyn dynamic.Interface, mapper meta.RESTMapper, obj *unstructured.Unstructured) (bool, error) {
-	gvk := obj.GroupVersionKind()
-	m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	if meta.IsNoMatchError(err) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	var g resourceGetter = dyn.Resource(m.Resource)
-	if m.Scope.Name() == meta.RESTScopeNameNamespace {
-		g = dyn.Resource(m.Resource).Namespace(obj.GetNamespace())
-	}
-	_, err = g.Get(ctx, obj.GetName(), metav1.GetOptions{})
-	if err == nil {
-		return true, nil
-	}
-	if apierrors.IsNotFound(err) {
-		return false, nil
-	}
-	return false, err
 }
 
 // countConfig counts the custom resources of the CRDs to delete (one
