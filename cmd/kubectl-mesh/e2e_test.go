@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/testenv"
 )
 
 func TestHelpAndClientVersionWorkWithoutCluster(t *testing.T) {
@@ -112,7 +114,7 @@ func TestAnalyzeLiveFilesAndExitCodes(t *testing.T) {
 }
 
 func TestAnalyzeWithoutIstioCRDs(t *testing.T) {
-	bare := startBareEnv(t)
+	bare := startEnv(t, testenv.Options{})
 	r := kubectl(t, []string{"KUBECONFIG=" + bare.Kubeconfig}, "mesh", "analyze", "-A")
 	if r.code != 69 {
 		t.Fatalf("exit %d, want 69", r.code)

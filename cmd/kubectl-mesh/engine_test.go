@@ -42,7 +42,16 @@ func desired(o map[string]any) map[string]any {
 
 func lastChangeSet(t *testing.T) map[string]any {
 	t.Helper()
-	r := mesh(t, 0, "history", "-o", "json")
+	return lastChangeSetOn(t, nil)
+}
+
+// lastChangeSetOn is the newest change set of the cluster extraEnv points at.
+func lastChangeSetOn(t *testing.T, extraEnv []string) map[string]any {
+	t.Helper()
+	r := kubectl(t, extraEnv, "mesh", "history", "-o", "json")
+	if r.code != 0 {
+		t.Fatalf("history: exit %d: %s", r.code, r.stderr)
+	}
 	var sets []map[string]any
 	if err := json.Unmarshal([]byte(r.stdout), &sets); err != nil || len(sets) == 0 {
 		t.Fatalf("history -o json: %v\n%s", err, r.stdout)

@@ -8,12 +8,13 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/testenv"
 )
 
-// startBareEnv starts a second control plane without Istio's CRDs.
-func startBareEnv(t *testing.T) *testenv.Env {
+// startEnv starts a control plane of the test's own (stopped at cleanup),
+// for tests that install Istio, kill the API server, or need no Istio CRDs.
+func startEnv(t *testing.T, opts testenv.Options) *testenv.Env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	e, err := testenv.Start(ctx, testenv.Options{})
+	e, err := testenv.Start(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

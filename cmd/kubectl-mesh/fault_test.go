@@ -17,11 +17,7 @@ import (
 func TestAPIServerDiesMidApply(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	e, err := testenv.Start(ctx, testenv.Options{IstioCRDs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Stop()
+	e := startEnv(t, testenv.Options{IstioCRDs: true})
 	on := []string{"KUBECONFIG=" + e.Kubeconfig}
 	if r := kubectl(t, on, "create", "namespace", "fault"); r.code != 0 {
 		t.Fatal(r.stderr)
@@ -34,7 +30,7 @@ func TestAPIServerDiesMidApply(t *testing.T) {
 
 	cmd, out := startUntil(ctx, t, e.Kubeconfig, "ConfigMap/cm-010 -n fault created", "mesh", "apply", "-f", f, "--yes")
 	e.KillAPIServer()
-	err = cmd.Wait()
+	err := cmd.Wait()
 	if err == nil {
 		t.Fatalf("apply succeeded although the API server died:\n%s", out.String())
 	}

@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/testenv"
 )
 
 func labelsOf(t *testing.T, kind, ns, name string) map[string]any {
@@ -169,7 +171,7 @@ func TestInjectBadInput(t *testing.T) {
 	if l := labelsOf(t, "namespace", "", "inject-bad"); l["istio.io/rev"] != nil || l["istio-injection"] != nil {
 		t.Fatalf("bad input changed labels: %v", l)
 	}
-	bare := startBareEnv(t)
+	bare := startEnv(t, testenv.Options{})
 	r := kubectl(t, []string{"KUBECONFIG=" + bare.Kubeconfig}, "mesh", "inject", "-n", "default", "--yes")
 	if r.code != 69 {
 		t.Fatalf("no control plane: exit %d", r.code)

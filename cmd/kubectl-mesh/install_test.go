@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"testing"
-	"time"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/testenv"
 )
@@ -12,13 +10,7 @@ import (
 // Istio CRDs yet; the install brings them), with the kwok node running
 // istiod and the gateway so the verify step waits for real rollouts.
 func TestInstallProductionRevision(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	e, err := testenv.Start(ctx, testenv.Options{Nodes: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Stop()
+	e := startEnv(t, testenv.Options{Nodes: true})
 	on := []string{"KUBECONFIG=" + e.Kubeconfig}
 	run := func(want int, args ...string) result {
 		t.Helper()
@@ -55,7 +47,7 @@ spec:
 		"Verifying: Deployment/istiod-1-31 -n istio-system rolled out", "Deployment/istiod-1-31 -n istio-system: 2 of 2 available",
 		"Deployment/istio-ingressgateway -n istio-system: 2 of 2 available",
 		"MutatingWebhookConfiguration/istio-sidecar-injector-1-31 present")
-	first := lastChangeSetOn(t, on)
+	first := lastChangeSetOn(t, on)["id"].(string)
 
 	// Nothing changed: a re-run says so.
 	r = run(0, "install", "--revision", "1-31", "--yes")
@@ -81,7 +73,7 @@ webhooks: []
 	// A second revision side by side, then undone.
 	r = run(0, "install", "--revision", "1-32", "--tag", "1.32.0", "--ingress=false", "--yes", "--timeout", "90s")
 	mustContain(t, "side by side", r.stderr, "installing side by side with revision(s) 1-31", "Deployment/istiod-1-32 -n istio-system: 2 of 2 available")
-	run(0, "undo", lastChangeSetOn(t, on), "--yes")
+	run(0, "undo", lastChangeSetOn(t, on)["id"].(string), "--yes")
 	if r := kubectl(t, on, "get", "deployment", "-n", "istio-system", "istiod-1-32"); r.code == 0 {
 		t.Fatal("undo left istiod-1-32")
 	}
@@ -119,16 +111,6 @@ webhooks: []
 	// Undo of the first install removes everything it created, CRDs included.
 	run(0, "undo", first, "--yes")
 	waitGone(t, on, "undo left the Istio CRDs", "get", "crd", "virtualservices.networking.istio.io")
-}
-
-func lastChangeSetOn(t *testing.T, on []string) string {
-	t.Helper()
-	r := kubectl(t, on, "get", "secrets", "-n", "kubectl-mesh", "-l", "kubectl-mesh.io/change-set=true",
-		"--sort-by=.metadata.creationTimestamp", "-o", "jsonpath={.items[-1:].metadata.name}")
-	if r.code != 0 || r.stdout == "" {
-		t.Fatalf("no change set: %s", r.stderr)
-	}
-	return r.stdout
 }
 
 func TestInstallBadInput(t *testing.T) {
