@@ -6,9 +6,10 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/apply"
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/inject"
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/install"
+	"github.com/kubectl-mesh/kubectl-mesh/workflows/mtls"
 )
 
 // All returns a fresh instance of every workflow.
 func All() []pipeline.Workflow {
-	return []pipeline.Workflow{install.New(), install.NewUninstall(), inject.New(), apply.New()}
+	return []pipeline.Workflow{install.New(), install.NewUninstall(), inject.New(), mtls.New(), apply.New()}
 }

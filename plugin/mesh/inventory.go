@@ -24,10 +24,12 @@ type Pod struct {
 	OptOut      bool   // sidecar.istio.io/inject: "false"
 	HostNetwork bool   // never injected
 	UID1337     bool   // an app container runs as the proxy's UID
+	Object      *corev1.Pod
 }
 
 // Workload groups pods under their top-level owner.
 type Workload struct {
+	Namespace  string
 	Kind, Name string
 	Pods       []Pod
 }
@@ -69,7 +71,7 @@ func (w *Workload) NeedsRestart(target string) bool {
 
 // ClassifyPod reads injection facts from a pod.
 func ClassifyPod(p *corev1.Pod) Pod {
-	out := Pod{Name: p.Name, HostNetwork: p.Spec.HostNetwork}
+	out := Pod{Name: p.Name, HostNetwork: p.Spec.HostNetwork, Object: p}
 	_, out.HasSidecar = p.Annotations[AnnotationStatus]
 	for _, c := range append(append([]corev1.Container{}, p.Spec.Containers...), p.Spec.InitContainers...) {
 		if c.Name == ProxyContainerName {
@@ -98,7 +100,8 @@ var jobs = schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: 
 
 // Inventory lists the namespace's pods (one paged list; the pod spec is
 // needed for hostNetwork and UIDs) and resolves each to its top-level
-// workload with metadata-only lists of ReplicaSets and Jobs.
+// workload with metadata-only lists of ReplicaSets and Jobs. ns "" means
+// every namespace.
 func Inventory(ctx context.Context, kube kubernetes.Interface, md metadata.Interface, ns string) ([]Workload, error) {
 	owner := map[string]metav1.OwnerReference{} // "Kind/name" of RS or Job → its owner
 	for _, gvr := range []schema.GroupVersionResource{replicaSets, jobs} {
@@ -112,7 +115,7 @@ func Inventory(ctx context.Context, kube kubernetes.Interface, md metadata.Inter
 		}
 		for _, it := range list.Items {
 			if ref := metav1.GetControllerOf(&it); ref != nil {
-				owner[kind+"/"+it.Name] = *ref
+				owner[it.Namespace+"/"+kind+"/"+it.Name] = *ref
 			}
 		}
 	}
@@ -132,13 +135,13 @@ func Inventory(ctx context.Context, kube kubernetes.Interface, md metadata.Inter
 			kind, name := "Pod", p.Name
 			if ref := metav1.GetControllerOf(p); ref != nil {
 				kind, name = ref.Kind, ref.Name
-				if up, ok := owner[kind+"/"+name]; ok {
+				if up, ok := owner[p.Namespace+"/"+kind+"/"+name]; ok {
 					kind, name = up.Kind, up.Name
 				}
 			}
-			key := kind + "/" + name
+			key := p.Namespace + "/" + kind + "/" + name
 			if byRef[key] == nil {
-				byRef[key] = &Workload{Kind: kind, Name: name}
+				byRef[key] = &Workload{Namespace: p.Namespace, Kind: kind, Name: name}
 				order = append(order, key)
 			}
 			byRef[key].Pods = append(byRef[key].Pods, ClassifyPod(p))

@@ -1,0 +1,78 @@
+package telemetry
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
+)
+
+// Flow is traffic from one source workload to one destination workload,
+// as the destination's proxy reported it.
+type Flow struct {
+	Source, SourceNamespace string // "unknown" when the caller has no sidecar
+	Dest, DestNamespace     string
+	// MutualTLS is false when the destination accepted plaintext.
+	MutualTLS   bool
+	Requests    float64 // HTTP/gRPC requests (istio_requests_total)
+	Connections float64 // TCP connections opened (istio_tcp_connections_opened_total)
+}
+
+// SourceRef names the caller.
+func (f Flow) SourceRef() string {
+	if f.Source == "" || f.Source == "unknown" {
+		return "unknown caller without a sidecar"
+	}
+	return f.SourceNamespace + "/" + f.Source
+}
+
+// Flows returns the destination-reported traffic into namespaces over
+// window, split by source, destination and whether it used mutual TLS.
+// Destination-reported series are the only ones that know whether the
+// server accepted plaintext (connection_security_policy).
+func (p *Prometheus) Flows(ctx context.Context, namespaces []string, window time.Duration, at time.Time) ([]Flow, error) {
+	byKey := map[string]*Flow{}
+	for _, metric := range []string{"istio_requests_total", "istio_tcp_connections_opened_total"} {
+		vec, err := p.Query(ctx, flowQuery(metric, namespaces, window), at)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range vec {
+			f := Flow{
+				Source:          string(s.Metric["source_workload"]),
+				SourceNamespace: string(s.Metric["source_workload_namespace"]),
+				Dest:            string(s.Metric["destination_workload"]),
+				DestNamespace:   string(s.Metric["destination_workload_namespace"]),
+				MutualTLS:       s.Metric["connection_security_policy"] == "mutual_tls",
+			}
+			key := fmt.Sprintf("%s/%s>%s/%s/%v", f.SourceNamespace, f.Source, f.DestNamespace, f.Dest, f.MutualTLS)
+			if byKey[key] == nil {
+				byKey[key] = &f
+			}
+			if metric == "istio_requests_total" {
+				byKey[key].Requests += float64(s.Value)
+			} else {
+				byKey[key].Connections += float64(s.Value)
+			}
+		}
+	}
+	out := make([]Flow, 0, len(byKey))
+	for _, f := range byKey {
+		if f.Requests > 0 || f.Connections > 0 {
+			out = append(out, *f)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		return a.DestNamespace+"/"+a.Dest+"<"+a.SourceRef() < b.DestNamespace+"/"+b.Dest+"<"+b.SourceRef()
+	})
+	return out, nil
+}
+
+func flowQuery(metric string, namespaces []string, window time.Duration) string {
+	return fmt.Sprintf(`sum by (source_workload, source_workload_namespace, destination_workload, destination_workload_namespace, connection_security_policy) (increase(%s{reporter="destination", destination_workload_namespace=~"%s"}[%s]))`,
+		metric, strings.Join(namespaces, "|"), model.Duration(window))
+}
