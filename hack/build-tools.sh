@@ -2,6 +2,8 @@
 # Builds the binaries the tests need into bin/ from the Go module proxy:
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok,
 #   and krew (as kubectl-krew) with validate-krew-manifest for the distribution tests.
+# Prometheus (with promtool, for the telemetry tests) is Debian's package:
+# installed with apt-get when missing, which needs root.
 # Each tool gets a stamp file (bin/.stamp-<tool>) holding the version it was built
 # from; a tool whose stamp matches is never rebuilt, so warm runs take a second.
 # Usage: hack/build-tools.sh [tool...]   (default: all)
@@ -43,7 +45,7 @@ k8s_ldflags() {
 }
 
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kubectl-krew validate-krew-manifest)
+[[ ${#want[@]} -gt 0 ]] || want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kubectl-krew validate-krew-manifest prometheus)
 for t in "${want[@]}"; do
   case $t in
     etcd) build etcd "$ETCD_VERSION" etcd go.etcd.io/etcd/server/v3 ;;
@@ -64,6 +66,13 @@ for t in "${want[@]}"; do
     # krew is named kubectl-krew so that `kubectl krew` dispatches to it.
     kubectl-krew) build kubectl-krew "$KREW_VERSION" krew sigs.k8s.io/krew/cmd/krew ;;
     validate-krew-manifest) build validate-krew-manifest "$KREW_VERSION" krew sigs.k8s.io/krew/cmd/validate-krew-manifest ;;
+    prometheus)
+      if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+        echo "installing Debian's prometheus package…" >&2
+        sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+      fi ;;
     *) echo "build-tools: unknown tool $t" >&2; exit 64 ;;
   esac
 done

@@ -36,7 +36,12 @@ func TestClassifyPod(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := ClassifyPod(&tc.pod); !reflect.DeepEqual(got, tc.want) {
+			got := ClassifyPod(&tc.pod)
+			if got.Object != &tc.pod {
+				t.Fatal("ClassifyPod must keep the pod it read")
+			}
+			got.Object = nil
+			if !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("got %+v, want %+v", got, tc.want)
 			}
 		})

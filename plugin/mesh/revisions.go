@@ -103,3 +103,16 @@ func InjectionLabels(name string) map[string]string {
 	}
 	return map[string]string{LabelRev: name}
 }
+
+// NamespaceNames lists the cluster's namespaces, for prompts.
+func NamespaceNames(ctx context.Context, kube kubernetes.Interface) ([]string, error) {
+	list, err := kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(list.Items))
+	for _, n := range list.Items {
+		names = append(names, n.Name)
+	}
+	return names, nil
+}

@@ -75,13 +75,9 @@ func (o *Options) Complete(ctx context.Context, c *cli.Context, _ []string) erro
 	}
 	o.Namespace = ns
 	if !explicit && c.CanPrompt() {
-		list, err := kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+		names, err := mesh.NamespaceNames(ctx, kube)
 		if err != nil {
 			return err
-		}
-		var names []string
-		for _, n := range list.Items {
-			names = append(names, n.Name)
 		}
 		if o.Namespace, err = c.Prompter.Select("Namespace to inject:", names, ns); err != nil {
 			return err

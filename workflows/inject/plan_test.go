@@ -1,18 +1,13 @@
 package inject
 
 import (
-	"bytes"
-	"fmt"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
-	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline/plantest"
 )
 
 func namespace(labels map[string]string) *unstructured.Unstructured {
@@ -36,30 +31,6 @@ var fixture = []mesh.Workload{
 	{Kind: "StatefulSet", Name: "db", Pods: []mesh.Pod{{Name: "db-0", HasSidecar: true, Revision: "1-30"}}},
 }
 
-// render turns a plan into stable text for golden files.
-func render(p *pipeline.Plan) string {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "title: %s\n", p.Title)
-	for _, n := range p.Notes {
-		fmt.Fprintf(&b, "note: %s\n", n)
-	}
-	for _, ph := range p.Phases {
-		fmt.Fprintf(&b, "phase: %s (verify steps: %d)\n", ph.Name, len(ph.Verify))
-		for _, c := range ph.Changes {
-			y, _ := yaml.Marshal(c.Object.Object)
-			fmt.Fprintf(&b, "  %s partial=%v\n%s", c.Op, c.Partial, indent(string(y)))
-		}
-	}
-	if p.Report != nil {
-		p.Report(&b)
-	}
-	return b.String()
-}
-
-func indent(s string) string {
-	return "    " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n    ") + "\n"
-}
-
 func TestPlanGolden(t *testing.T) {
 	cases := []struct {
 		name string
@@ -74,18 +45,8 @@ func TestPlanGolden(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.o.Namespace = "shop"
-			got := render(tc.o.build(namespace(tc.ns), fixture, "2026-11-25T10:00:00Z", nil, nil))
-			p := filepath.Join("testdata", tc.name+".golden")
-			if os.Getenv("UPDATE_GOLDEN") == "1" {
-				_ = os.WriteFile(p, []byte(got), 0o644)
-			}
-			want, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatalf("%v (UPDATE_GOLDEN=1 creates it)", err)
-			}
-			if got != string(want) {
-				t.Fatalf("plan differs from %s:\n%s", p, got)
-			}
+			got := plantest.Render(tc.o.build(namespace(tc.ns), fixture, "2026-11-25T10:00:00Z", nil, nil))
+			plantest.Golden(t, filepath.Join("testdata", tc.name+".golden"), got)
 		})
 	}
 }

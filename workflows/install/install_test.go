@@ -3,7 +3,6 @@ package install
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline/plantest"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/prompt"
 )
 
@@ -83,19 +83,7 @@ func TestRenderGolden(t *testing.T) {
 	cases["production-revision-egress"] = rev
 	for name, o := range cases {
 		t.Run(name, func(t *testing.T) {
-			got := summary(t, o)
-			p := filepath.Join("testdata", name+".golden")
-			if os.Getenv("UPDATE_GOLDEN") == "1" {
-				_ = os.MkdirAll("testdata", 0o755)
-				_ = os.WriteFile(p, []byte(got), 0o644)
-			}
-			want, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatalf("%v (UPDATE_GOLDEN=1 creates it)", err)
-			}
-			if got != string(want) {
-				t.Fatalf("render differs from %s:\n%s", p, got)
-			}
+			plantest.Golden(t, filepath.Join("testdata", name+".golden"), summary(t, o))
 		})
 	}
 }

@@ -11,9 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
@@ -125,7 +123,7 @@ func (o *Options) parse() error {
 // parseException reads [NAMESPACE/]WORKLOAD:PORT.
 func parseException(s, defaultNS string) (exception, error) {
 	bad := func(why string) (exception, error) {
-		return exception{}, fmt.Errorf("invalid --exception %q: %s; use WORKLOAD:PORT, e.g. api:8080", cleanArg(s), why)
+		return exception{}, fmt.Errorf("invalid --exception \"%s\": %s; use WORKLOAD:PORT, e.g. api:8080", cleanArg(s), why)
 	}
 	name, portStr, ok := strings.Cut(s, ":")
 	if !ok {
@@ -177,7 +175,7 @@ func (o *Options) Complete(ctx context.Context, c *cli.Context, _ []string) erro
 		}
 		ns = o.root
 	case !explicit && c.CanPrompt():
-		names, err := namespaceNames(ctx, kube)
+		names, err := mesh.NamespaceNames(ctx, kube)
 		if err != nil {
 			return err
 		}
@@ -285,16 +283,4 @@ func inMesh(s *Snapshot, ns string) bool {
 		}
 	}
 	return false
-}
-
-func namespaceNames(ctx context.Context, kube kubernetes.Interface) ([]string, error) {
-	list, err := kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, n := range list.Items {
-		names = append(names, n.Name)
-	}
-	return names, nil
 }
