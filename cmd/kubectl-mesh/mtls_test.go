@@ -299,3 +299,86 @@ spec: {mtls: {mode: STRICT}}
 		t.Fatalf("bad input created a policy (%s)", got)
 	}
 }
+
+// TestMigrateMTLSOnTerminal: without --stage the command shows where the
+// namespace stands, asks for the stage and the exceptions, then confirms.
+func TestMigrateMTLSOnTerminal(t *testing.T) {
+	installFakeControlPlane(t)
+	createNamespace(t, "mtls-tty")
+	mustKubectl(t, "label", "namespace", "mtls-tty", "istio-injection=enabled")
+	mustKubectl(t, "apply", "-f", writeFile(t, "apps.yaml", meshApp("mtls-tty", "api", 8080, true)))
+	mustKubectl(t, "rollout", "status", "deployment/api", "-n", "mtls-tty", "--timeout=60s")
+
+	screen, code := runOnTerminalSteps(t, []termStep{
+		{"Stage to apply", typeKeys("\x1b[B\r")}, // permissive is the default; pick strict
+		{"Ports to keep PERMISSIVE", typeKeys("api:8080\r")},
+		{"Apply these", typeKeys("y\r")},
+	}, "mesh", "migrate-mtls", "-n", "mtls-tty", "--skip-telemetry")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	mustContain(t, "terminal", screen, "namespace mtls-tty is PERMISSIVE (Istio's default)", "MTLS-TELEMETRY-SKIPPED", "PeerAuthentication/api-mtls-exception -n mtls-tty port 8080")
+	if got := peerAuthMode(t, "mtls-tty", "default"); got != "STRICT" {
+		t.Fatalf("namespace policy is %q, want STRICT", got)
+	}
+	if peerAuthMode(t, "mtls-tty", "api-mtls-exception") == "<none>" {
+		t.Fatal("the exception typed at the prompt was not applied")
+	}
+}
+
+// TestMigrateMTLSMeshWide: --mesh-wide edits the root namespace's policy
+// and checks every namespace in the mesh without a policy of its own;
+// an accepted finding is recorded in the change set.
+func TestMigrateMTLSMeshWide(t *testing.T) {
+	e := startEnv(t, testenv.Options{IstioCRDs: true})
+	kc := []string{"KUBECONFIG=" + e.Kubeconfig}
+	run := func(code int, args ...string) result {
+		t.Helper()
+		r := kubectl(t, kc, args...)
+		if r.code != code {
+			t.Fatalf("kubectl %s: exit %d, want %d", strings.Join(args, " "), r.code, code)
+		}
+		assertNoLeaks(t, r)
+		return r
+	}
+	for _, ns := range []string{"istio-system", "team-a", "team-b", "outside"} {
+		run(0, "create", "namespace", ns)
+	}
+	run(0, "label", "namespace", "team-a", "istio-injection=enabled")
+	run(0, "label", "namespace", "team-b", "istio.io/rev=stable")
+	// team-b already decided for itself; outside is not in the mesh.
+	run(0, "apply", "-f", writeFile(t, "pa.yaml", `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: team-b}
+spec: {mtls: {mode: PERMISSIVE}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: plain, namespace: team-b}
+spec: {host: "*.team-b.svc.cluster.local", trafficPolicy: {tls: {mode: DISABLE}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: plain, namespace: team-a}
+spec: {host: "*.team-a.svc.cluster.local", trafficPolicy: {tls: {mode: DISABLE}}}
+`))
+	r := run(0, "mesh", "migrate-mtls", "--mesh-wide", "--yes")
+	mustContain(t, "stage 1", r.stderr, "PeerAuthentication.security.istio.io/default -n istio-system created")
+	r = run(79, "mesh", "migrate-mtls", "--mesh-wide", "--skip-telemetry", "--yes")
+	mustContain(t, "findings", r.stderr, "MTLS-DR-TLS", "plain -n team-a")
+	if strings.Contains(r.stderr, "plain -n team-b") {
+		t.Fatal("team-b has its own namespace policy: the mesh-wide change does not reach it")
+	}
+	run(0, "mesh", "migrate-mtls", "--mesh-wide", "--skip-telemetry", "--accept", "MTLS-DR-TLS", "--yes")
+	if r := run(0, "get", "peerauthentication", "default", "-n", "istio-system", "-o", "jsonpath={.spec.mtls.mode}"); r.stdout != "STRICT" {
+		t.Fatalf("mesh-wide policy is %q", r.stdout)
+	}
+	cs := lastChangeSetOn(t, kc)
+	if fmt.Sprint(cs["accepted"]) != "[MTLS-DR-TLS]" || !strings.Contains(fmt.Sprint(cs["command"]), "--skip-telemetry") {
+		t.Fatalf("change set does not record the accepted finding and --skip-telemetry: %v", cs)
+	}
+	run(0, "mesh", "undo", "--yes")
+	if r := run(0, "get", "peerauthentication", "default", "-n", "istio-system", "-o", "jsonpath={.spec.mtls.mode}"); r.stdout != "PERMISSIVE" {
+		t.Fatalf("after undo the mesh-wide policy is %q", r.stdout)
+	}
+}

@@ -26,6 +26,22 @@ func runOnTerminal(t *testing.T, waitFor, keys string, args ...string) (string, 
 // shows (so a test can act at exactly that moment).
 func runOnTerminalFunc(t *testing.T, waitFor string, keys func() string, args ...string) (string, int) {
 	t.Helper()
+	return runOnTerminalSteps(t, []termStep{{waitFor, keys}}, args...)
+}
+
+// termStep types keys once the screen shows waitFor (after the previous step).
+type termStep struct {
+	waitFor string
+	keys    func() string
+}
+
+func typeKeys(s string) func() string { return func() string { return s } }
+
+// runOnTerminalSteps runs `kubectl args…` on a pseudo-terminal, acting as
+// the terminal (answering cursor-position queries) and answering each
+// prompt in turn.
+func runOnTerminalSteps(t *testing.T, steps []termStep, args ...string) (string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "kubectl", args...)
@@ -37,7 +53,7 @@ func runOnTerminalFunc(t *testing.T, waitFor string, keys func() string, args ..
 	defer ptmx.Close()
 	var mu sync.Mutex
 	var screen bytes.Buffer
-	typed := false
+	next, seen := 0, 0 // next step; screen offset after the last answer
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -50,9 +66,10 @@ func runOnTerminalFunc(t *testing.T, waitFor string, keys func() string, args ..
 			for range strings.Count(chunk, "\x1b[6n") {
 				_, _ = ptmx.Write([]byte("\x1b[1;1R"))
 			}
-			if !typed && strings.Contains(screen.String(), waitFor) {
-				typed = true
-				go func() { time.Sleep(100 * time.Millisecond); _, _ = ptmx.Write([]byte(keys())) }()
+			if next < len(steps) && strings.Contains(screen.String()[seen:], steps[next].waitFor) {
+				step := steps[next]
+				next, seen = next+1, screen.Len()
+				go func() { time.Sleep(100 * time.Millisecond); _, _ = ptmx.Write([]byte(step.keys())) }()
 			}
 			mu.Unlock()
 			if err != nil {
