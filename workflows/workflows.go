@@ -9,7 +9,7 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/mtls"
 )
 
-// All returns a fresh instance of every workflow.
-func All() []pipeline.Workflow {
-	return []pipeline.Workflow{install.New(), install.NewUninstall(), inject.New(), mtls.New(), apply.New()}
+// All returns a fresh instance of every workflow and group of workflows.
+func All() []pipeline.Command {
+	return []pipeline.Command{install.New(), install.NewUninstall(), inject.New(), mtls.New(), apply.New()}
 }

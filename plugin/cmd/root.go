@@ -16,9 +16,9 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/prompt"
 )
 
-// NewRoot returns the root command. Workflows come from the caller so this
-// package never imports them.
-func NewRoot(streams genericiooptions.IOStreams, workflows ...pipeline.Workflow) (*cobra.Command, *cli.Context) {
+// NewRoot returns the root command. Workflows (and groups of them) come
+// from the caller so this package never imports them.
+func NewRoot(streams genericiooptions.IOStreams, commands ...pipeline.Command) (*cobra.Command, *cli.Context) {
 	c := cli.New(streams)
 	root := &cobra.Command{
 		Use:   "kubectl-mesh",
@@ -56,8 +56,17 @@ confirmation, verifies, and records a change set you can undo.`,
 	c.Engine.AddFlags(root.PersistentFlags())
 
 	root.AddCommand(newVersion(c), newAnalyze(c), newHistory(c), newUndo(c))
-	for _, w := range workflows {
-		root.AddCommand(bind(c, w))
+	for _, w := range commands {
+		switch w := w.(type) {
+		case pipeline.Workflow:
+			root.AddCommand(bind(c, w))
+		case pipeline.Group:
+			parent := w.Command()
+			for _, sub := range w.Workflows() {
+				parent.AddCommand(bind(c, sub))
+			}
+			root.AddCommand(parent)
+		}
 	}
 	setupCompletion(root, c)
 	return root, c
@@ -78,10 +87,17 @@ func bind(c *cli.Context, w pipeline.Workflow) *cobra.Command {
 			return exitcode.New(exitcode.Usage, err)
 		}
 		plan, err := w.Plan(ctx, c)
-		if err != nil || plan == nil { // nil: the workflow had nothing to apply (e.g. --explain)
-			return err
+		for err == nil && plan != nil { // nil: nothing (more) to apply, e.g. --explain
+			if err = (&pipeline.Runner{C: c}).Run(ctx, plan); err != nil {
+				break
+			}
+			seq, ok := w.(pipeline.Sequence)
+			if !ok {
+				break
+			}
+			plan, err = seq.Next(ctx, c)
 		}
-		return (&pipeline.Runner{C: c}).Run(ctx, plan)
+		return err
 	}
 	return cmd
 }

@@ -121,6 +121,25 @@ func Ref(u *unstructured.Unstructured) string {
 	return kind + "/" + u.GetName()
 }
 
+// Command is anything the root command can mount: a Workflow or a Group.
+type Command interface {
+	Command() *cobra.Command
+}
+
+// Group is a command whose subcommands are workflows (kubectl mesh canary
+// start|step|promote|abort); its own command only carries help and shared flags.
+type Group interface {
+	Command
+	Workflows() []Workflow
+}
+
+// Sequence is a workflow that runs several plans one after another (a
+// canary stepping itself with --auto): after each applied plan the runner
+// asks for the next one; nil ends the sequence.
+type Sequence interface {
+	Next(ctx context.Context, c *cli.Context) (*Plan, error)
+}
+
 // Workflow is the contract of a command that changes the cluster.
 type Workflow interface {
 	// Command returns the cobra command with flags bound to the workflow's options.
