@@ -30,6 +30,8 @@ fuzz: ## fuzz every parser of user input (FUZZTIME each)
 	go test ./workflows/install -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME)
 	go test ./workflows/mtls -run '^$$' -fuzz '^FuzzParseException$$' -fuzztime $(FUZZTIME)
 	go test ./workflows/mtls -run '^$$' -fuzz '^FuzzParseWindow$$' -fuzztime $(FUZZTIME)
+	go test ./workflows/canary -run '^$$' -fuzz '^FuzzParseHeader$$' -fuzztime $(FUZZTIME)
+	go test ./workflows/canary -run '^$$' -fuzz '^FuzzParseSteps$$' -fuzztime $(FUZZTIME)
 
 sandbox: tools ## a local control plane with Istio CRDs and sample workloads
 	hack/sandbox.sh

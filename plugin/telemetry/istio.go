@@ -76,3 +76,43 @@ func flowQuery(metric string, namespaces []string, window time.Duration) string 
 	return fmt.Sprintf(`sum by (source_workload, source_workload_namespace, destination_workload, destination_workload_namespace, connection_security_policy) (increase(%s{reporter="destination", destination_workload_namespace=~"%s"}[%s]))`,
 		metric, strings.Join(namespaces, "|"), model.Duration(window))
 }
+
+// Health is one workload version's traffic over a window, as the
+// destination reported it.
+type Health struct {
+	Requests, Errors float64 // all requests, and those answered 5xx
+	P99              float64 // milliseconds; valid when HasLatency
+	HasLatency       bool
+}
+
+// Health reads the request count, 5xx count and p99 latency of one version
+// of a Service (destination_version is the pod's version label).
+func (p *Prometheus) Health(ctx context.Context, ns, service, version string, window time.Duration, at time.Time) (Health, error) {
+	sel := fmt.Sprintf(`reporter="destination", destination_service_namespace=%q, destination_service_name=%q, destination_version=%q`, ns, service, version)
+	w := model.Duration(window).String()
+	var h Health
+	for _, q := range []struct {
+		query string
+		into  *float64
+		ok    *bool
+	}{
+		{fmt.Sprintf(`sum(increase(istio_requests_total{%s}[%s]))`, sel, w), &h.Requests, nil},
+		{fmt.Sprintf(`sum(increase(istio_requests_total{%s, response_code=~"5.."}[%s]))`, sel, w), &h.Errors, nil},
+		{fmt.Sprintf(`histogram_quantile(0.99, sum by (le) (rate(istio_request_duration_milliseconds_bucket{%s}[%s])))`, sel, w), &h.P99, &h.HasLatency},
+	} {
+		vec, err := p.Query(ctx, q.query, at)
+		if err != nil {
+			return Health{}, err
+		}
+		if len(vec) > 0 {
+			v := float64(vec[0].Value)
+			if v == v { // NaN: no samples in the window
+				*q.into = v
+				if q.ok != nil {
+					*q.ok = true
+				}
+			}
+		}
+	}
+	return h, nil
+}

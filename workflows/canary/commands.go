@@ -1,0 +1,599 @@
+package canary
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+)
+
+// ---- start ----
+
+type start struct {
+	common
+	Stable, Canary string
+	Weight         int
+	Header         string
+	Mirror         int
+	Steps          string
+
+	cmd                     *cobra.Command
+	steps                   []int
+	headerName, headerValue string
+}
+
+func newStart() *start { return &start{Weight: 10, Steps: "10,25,50,100"} }
+
+func (o *start) Command() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "start SERVICE",
+		Short: "Start a canary: subsets for both versions and a weighted (or header) route",
+		Example: `  kubectl mesh canary start -n bookinfo reviews --stable v1 --canary v2 --weight 10
+  kubectl mesh canary start -n bookinfo reviews --stable v1 --canary v3 --weight 0 --header x-canary=true
+  kubectl mesh canary start -n bookinfo reviews --stable v1 --canary v2 --weight 0 --mirror 20`,
+	}
+	f := cmd.Flags()
+	o.addFlags(f)
+	f.StringVar(&o.Stable, "stable", "", "Version serving traffic today (asked when not given)")
+	f.StringVar(&o.Canary, "canary", "", "Version to release (asked when not given)")
+	f.IntVar(&o.Weight, "weight", o.Weight, "Initial share of traffic for the canary, 0–100")
+	f.StringVar(&o.Header, "header", "", "Send requests with this header to the canary: NAME=VALUE (exact match)")
+	f.IntVar(&o.Mirror, "mirror", 0, "Mirror this percentage of traffic to the canary, 0–100")
+	f.StringVar(&o.Steps, "steps", o.Steps, "Weights canary step walks through, increasing, ending at 100")
+	o.cmd = cmd
+	return cmd
+}
+
+var headerName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+
+// parseHeader reads NAME=VALUE; Istio matches header names in lowercase.
+func parseHeader(s string) (string, string, error) {
+	name, value, ok := strings.Cut(s, "=")
+	q := strconv.Quote(s)
+	switch {
+	case !ok || value == "":
+		return "", "", fmt.Errorf("invalid --header %s: use NAME=VALUE, e.g. x-canary=true", q)
+	case !headerName.MatchString(name):
+		return "", "", fmt.Errorf("invalid --header %s: the name must be lowercase letters, digits and dashes (Istio matches header names in lowercase)", q)
+	case strings.ContainsFunc(value, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return "", "", fmt.Errorf("invalid --header %s: the value has control characters", q)
+	}
+	return name, value, nil
+}
+
+// parseSteps reads an increasing list of weights ending at 100.
+func parseSteps(s string) ([]int, error) {
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(part))
+		if err != nil || n < 1 || n > 100 {
+			return nil, fmt.Errorf("invalid --steps %s: use increasing weights from 1 to 100, e.g. 10,25,50,100", strconv.Quote(s))
+		}
+		if len(out) > 0 && n <= out[len(out)-1] {
+			return nil, fmt.Errorf("invalid --steps %s: weights must increase (%d after %d)", strconv.Quote(s), n, out[len(out)-1])
+		}
+		out = append(out, n)
+	}
+	if out[len(out)-1] != 100 {
+		return nil, fmt.Errorf("invalid --steps %s: the last step must be 100", strconv.Quote(s))
+	}
+	return out, nil
+}
+
+func percent(flag string, v int) error {
+	if v < 0 || v > 100 {
+		return fmt.Errorf("invalid %s %d: use a whole percentage from 0 to 100", flag, v)
+	}
+	return nil
+}
+
+func (o *start) Complete(ctx context.Context, c *cli.Context, args []string) error {
+	if err := o.syntax(); err != nil {
+		return exitcode.New(exitcode.Usage, err)
+	}
+	if err := o.load(ctx, c, args); err != nil {
+		return err
+	}
+	if s := o.t.State; s != nil {
+		return exitcode.Usagef("a canary of %s is in progress for %s at %d%%: step, promote or abort it first", s.Canary, o.Service, s.Weight)
+	}
+	versions := strings.Split(versionList(o.t.Versions), ", ")
+	ask := func(dst *string, q string) error {
+		if *dst != "" {
+			return nil
+		}
+		if !c.CanPrompt() {
+			return exitcode.Usagef("name the versions with --stable and --canary (the pods of %s have %s: %s)", o.Service, o.VersionLabel, versionList(o.t.Versions))
+		}
+		v, err := c.Prompter.Select(q, versions, versions[0])
+		*dst = v
+		return err
+	}
+	if err := ask(&o.Stable, "Stable version:"); err != nil {
+		return err
+	}
+	if err := ask(&o.Canary, "Canary version:"); err != nil {
+		return err
+	}
+	if c.CanPrompt() {
+		if !o.cmd.Flags().Changed("weight") {
+			w, err := c.Prompter.Input("Initial canary weight (0–100):", strconv.Itoa(o.Weight))
+			if err != nil {
+				return err
+			}
+			if o.Weight, err = strconv.Atoi(w); err != nil {
+				return exitcode.Usagef("invalid weight %s: use a whole number from 0 to 100", strconv.Quote(w))
+			}
+		}
+		if !o.cmd.Flags().Changed("header") {
+			h, err := c.Prompter.Input("Header that always reaches the canary (NAME=VALUE, empty for none):", "")
+			if err != nil {
+				return err
+			}
+			o.Header = h
+		}
+	}
+	return nil
+}
+
+// syntax checks the flags that need no cluster.
+func (o *start) syntax() error {
+	if err := percent("--weight", o.Weight); err != nil {
+		return err
+	}
+	if err := percent("--mirror", o.Mirror); err != nil {
+		return err
+	}
+	steps, err := parseSteps(o.Steps)
+	if err != nil {
+		return err
+	}
+	o.steps = steps
+	o.headerName, o.headerValue = "", ""
+	if o.Header != "" {
+		if o.headerName, o.headerValue, err = parseHeader(o.Header); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (o *start) Validate() error {
+	if err := o.syntax(); err != nil {
+		return err
+	}
+	if o.t == nil {
+		return nil
+	}
+	if o.Stable == o.Canary {
+		return fmt.Errorf("--stable and --canary are both %q: a canary needs two versions", o.Stable)
+	}
+	for _, v := range []string{o.Stable, o.Canary} {
+		if o.t.Versions[v] == 0 {
+			return fmt.Errorf("no pod of service %s has %s=%s (versions found: %s)", o.Service, o.VersionLabel, v, versionList(o.t.Versions))
+		}
+	}
+	return nil
+}
+
+func (o *start) Plan(_ context.Context, _ *cli.Context) (*pipeline.Plan, error) {
+	p, err := o.build()
+	if err != nil {
+		return nil, exitcode.New(exitcode.Usage, err)
+	}
+	return p, nil
+}
+
+// build is the pure part of start: subsets first, then routes.
+func (o *start) build() (*pipeline.Plan, error) {
+	t := o.t
+	s := &State{Service: o.Service, VersionLabel: o.VersionLabel, Stable: o.Stable, Canary: o.Canary, Weight: o.Weight,
+		Steps: o.steps, Header: o.Header, Mirror: o.Mirror, CreatedDR: t.DR == nil, CreatedVS: t.VS == nil}
+	var dr, vs *unstructured.Unstructured
+	if t.DR != nil {
+		dr = editable(t.DR)
+	} else {
+		dr = newObject("DestinationRule", t.Namespace, o.Service)
+		_ = unstructured.SetNestedField(dr.Object, o.Service, "spec", "host")
+	}
+	for _, v := range []struct {
+		version string
+		into    *string
+	}{{o.Stable, &s.StableSubset}, {o.Canary, &s.CanarySubset}} {
+		if *v.into = subsetFor(dr, o.VersionLabel, v.version); *v.into == "" {
+			if err := addSubset(dr, v.version, o.VersionLabel, v.version); err != nil {
+				return nil, err
+			}
+			*v.into = v.version
+			s.AddedSubsets = append(s.AddedSubsets, v.version)
+		}
+	}
+	if t.VS != nil {
+		vs = editable(t.VS)
+		if len(httpRoutes(vs)) == 0 {
+			if _, tcp, _ := unstructured.NestedSlice(vs.Object, "spec", "tcp"); tcp {
+				return nil, fmt.Errorf("VirtualService %s routes TCP only: weighted HTTP canaries need http routes", vs.GetName())
+			}
+		}
+	} else {
+		vs = newObject("VirtualService", t.Namespace, o.Service)
+		_ = unstructured.SetNestedStringSlice(vs.Object, []string{o.Service}, "spec", "hosts")
+	}
+	s.Route = applyRouting(vs, "", t.hostMatches, routing{Host: t.host(), Stable: s.StableSubset, Canary: s.CanarySubset,
+		Weight: o.Weight, HeaderName: o.headerName, HeaderIs: o.headerValue, Mirror: o.Mirror})
+	setState(vs, s)
+
+	plan := &pipeline.Plan{
+		Title: fmt.Sprintf("canary %s → %s for %s at %d%%", o.Stable, o.Canary, o.Service, o.Weight),
+		Phases: []pipeline.Phase{
+			{Name: "subsets", Changes: []pipeline.Change{change(dr, t.DR != nil)}},
+			{Name: "routes", Changes: []pipeline.Change{change(vs, t.VS != nil)}},
+		},
+		Notes: []string{"subsets are applied before the routes that use them (make before break)"},
+	}
+	plan.Checks = routeChecks(dr, vs)
+	plan.Notes = append(plan.Notes, argoNote(t)...)
+	plan.Result = func(w io.Writer) { printState(w, t, s) }
+	return plan, nil
+}
+
+// routeChecks are our checks on the planned objects; Istio's analyzers
+// (IST0101 unknown subset, IST0109, IST0173…) run on them in the engine.
+func routeChecks(dr, vs *unstructured.Unstructured) []pipeline.Check {
+	var out []pipeline.Check
+	if p := weightProblems(vs); len(p) > 0 {
+		out = append(out, pipeline.Check{ID: CheckWeights, Severity: pipeline.Error, Objects: p,
+			Message: "weighted destinations must add up to 100", URL: "https://istio.io/latest/docs/reference/config/networking/virtual-service/#HTTPRouteDestination"})
+	}
+	if stickyPolicy(dr) {
+		out = append(out, pipeline.Check{ID: CheckSticky, Severity: pipeline.Warning, Objects: []string{pipeline.Ref(dr)},
+			Message: "the DestinationRule uses consistentHash: session affinity does not hold across weighted subsets, so sticky users will flip between versions",
+			Hint:    "route testers by header (--header) instead of by weight, or accept the flips",
+			URL:     "https://istio.io/latest/docs/reference/config/networking/destination-rule/#LoadBalancerSettings-ConsistentHashLB"})
+	}
+	return out
+}
+
+// argoNote warns GitOps users whose VirtualService Argo CD tracks.
+func argoNote(t *target) []string {
+	if t.VS == nil {
+		return nil
+	}
+	_, tracked := t.VS.GetAnnotations()["argocd.argoproj.io/tracking-id"]
+	if t.VS.GetLabels()["app.kubernetes.io/instance"] != "" || tracked {
+		return []string{fmt.Sprintf("Argo CD tracks VirtualService %s: add ignoreDifferences for /spec/http (or commit the plan from -o yaml) or a sync will undo the weights", t.VS.GetName())}
+	}
+	return nil
+}
+
+func printState(w io.Writer, t *target, s *State) {
+	fmt.Fprintf(w, "canary %s/%s: %s (stable, %d pod(s)) %d%% → %s (canary, %d pod(s)) %d%%\n",
+		t.Namespace, t.Service, s.Stable, t.Versions[s.Stable], 100-s.Weight, s.Canary, t.Versions[s.Canary], s.Weight)
+	if s.Header != "" {
+		fmt.Fprintf(w, "  header %s → %s\n", s.Header, s.Canary)
+	}
+	if s.Mirror > 0 {
+		fmt.Fprintf(w, "  mirroring %d%% to %s\n", s.Mirror, s.Canary)
+	}
+	fmt.Fprintf(w, "  steps %s\n", strings.Trim(strings.ReplaceAll(fmt.Sprint(s.Steps), " ", " → "), "[]"))
+}
+
+// ---- step ----
+
+type step struct {
+	common
+	gate
+	To    int
+	Auto  bool
+	Pause time.Duration
+
+	aborted string
+	first   bool
+}
+
+func newStep() *step { return &step{To: -1, Pause: time.Minute} }
+
+func (o *step) Command() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "step SERVICE",
+		Short: "Move the canary to its next weight (or --to N) after the metric gate passes",
+		Long: `Checks the canary's success rate and p99 latency over --interval, then moves it to
+the next weight of its step plan. A failed or inconclusive gate blocks the step
+(accept it with --accept ID). With --auto the canary walks through the rest of
+its plan, pausing --pause between steps; a failed gate aborts it (all traffic
+back to the stable version) and the command exits 79.`,
+		Example: `  kubectl mesh canary step -n bookinfo reviews
+  kubectl mesh canary step -n bookinfo reviews --to 50
+  kubectl mesh canary step -n bookinfo reviews --auto --pause 10m --yes`,
+	}
+	f := cmd.Flags()
+	o.addFlags(f)
+	o.addGateFlags(f)
+	f.IntVar(&o.To, "to", o.To, "Weight to move to instead of the next step (0–100)")
+	f.BoolVar(&o.Auto, "auto", false, "Step through the rest of the plan, pausing between steps; abort on a failed gate")
+	f.DurationVar(&o.Pause, "pause", o.Pause, "With --auto, how long each weight runs before the next gate")
+	return cmd
+}
+
+func (o *step) Complete(ctx context.Context, c *cli.Context, args []string) error {
+	if err := o.Validate(); err != nil {
+		return exitcode.New(exitcode.Usage, err)
+	}
+	o.first = true
+	return o.load(ctx, c, args)
+}
+
+func (o *step) Validate() error {
+	if err := o.gate.validate(); err != nil {
+		return err
+	}
+	if o.To != -1 {
+		if err := percent("--to", o.To); err != nil {
+			return err
+		}
+	}
+	if o.Pause <= 0 {
+		return fmt.Errorf("invalid --pause %v: use a positive duration such as 5m", o.Pause)
+	}
+	return nil
+}
+
+// target weight of the next step.
+func (o *step) nextWeight(s *State) (int, bool) {
+	if o.To != -1 && !o.Auto {
+		return o.To, o.To != s.Weight
+	}
+	limit := 100
+	if o.To != -1 {
+		limit = o.To
+	}
+	for _, w := range s.Steps {
+		if w > s.Weight && w <= limit {
+			return w, true
+		}
+	}
+	return s.Weight, false
+}
+
+func (o *step) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, error) {
+	s, err := o.inProgress()
+	if err != nil {
+		return nil, err
+	}
+	next, ok := o.nextWeight(s)
+	if !ok {
+		if o.first {
+			fmt.Fprintf(c.Streams.ErrOut, "The canary of %s is at %d%%, the end of its plan: promote it with kubectl mesh canary promote -n %s %s\n", o.Service, s.Weight, o.t.Namespace, o.Service)
+		}
+		return nil, nil
+	}
+	o.first = false
+	var checks []pipeline.Check
+	if o.Skip {
+		checks = []pipeline.Check{{ID: CheckGateSkipped, Severity: pipeline.Warning, Message: "--skip-gate: stepping without looking at the canary's metrics"}}
+	} else {
+		v, err := o.evaluate(ctx, c, o.t, s, true)
+		if err != nil {
+			return nil, err
+		}
+		if o.Auto && !v.Pass {
+			o.aborted = v.checks()[0].Message
+			fmt.Fprintf(c.Streams.ErrOut, "%s: aborting the canary\n", o.aborted)
+			return abortPlan(o.t, s)
+		}
+		checks = v.checks()
+	}
+	vs := editable(o.t.VS)
+	s.Weight = next
+	rt := routingFor(o.t, s)
+	applyRouting(vs, s.Route, o.t.hostMatches, rt)
+	setState(vs, s)
+	plan := &pipeline.Plan{
+		Title:  fmt.Sprintf("canary %s for %s: %d%%", s.Canary, o.Service, next),
+		Phases: []pipeline.Phase{{Name: "routes", Changes: []pipeline.Change{change(vs, true)}}},
+		Checks: append(checks, routeChecks(o.t.DR, vs)...),
+		Notes:  argoNote(o.t),
+	}
+	t := o.t
+	plan.Result = func(w io.Writer) { printState(w, t, s) }
+	return plan, nil
+}
+
+// routingFor is the routing a state describes.
+func routingFor(t *target, s *State) routing {
+	rt := routing{Host: t.host(), Stable: s.StableSubset, Canary: s.CanarySubset, Weight: s.Weight, Mirror: s.Mirror}
+	if s.Header != "" {
+		rt.HeaderName, rt.HeaderIs, _ = parseHeader(s.Header)
+	}
+	return rt
+}
+
+// Next implements pipeline.Sequence: with --auto, pause, re-read and step again.
+func (o *step) Next(ctx context.Context, c *cli.Context) (*pipeline.Plan, error) {
+	if o.aborted != "" {
+		return nil, exitcode.Blockedf("canary aborted, all traffic is back on %s: %s", o.t.State.Stable, o.aborted)
+	}
+	if !o.Auto {
+		return nil, nil
+	}
+	fmt.Fprintf(c.Streams.ErrOut, "Waiting %s before the next gate…\n", o.Pause)
+	select {
+	case <-ctx.Done():
+		return nil, exitcode.New(exitcode.Interrupted, fmt.Errorf("interrupted between steps; the canary stays at its current weight: continue with kubectl mesh canary step -n %s %s", o.t.Namespace, o.Service))
+	case <-time.After(o.Pause):
+	}
+	if err := o.load(ctx, c, []string{o.Service}); err != nil {
+		return nil, err
+	}
+	return o.Plan(ctx, c)
+}
+
+// ---- promote and abort ----
+
+type promote struct {
+	common
+	Cleanup bool
+}
+
+func newPromote() *promote { return &promote{} }
+
+func (o *promote) Command() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "promote SERVICE",
+		Short: "Send all traffic to the canary; with --cleanup make it the only subset and end the canary",
+		Example: `  kubectl mesh canary promote -n bookinfo reviews
+  kubectl mesh canary promote -n bookinfo reviews --cleanup`,
+	}
+	o.addFlags(cmd.Flags())
+	cmd.Flags().BoolVar(&o.Cleanup, "cleanup", false, "Route to the canary subset alone, remove the stable subset the canary added, and end the canary")
+	return cmd
+}
+
+func (o *promote) Complete(ctx context.Context, c *cli.Context, args []string) error {
+	return o.load(ctx, c, args)
+}
+
+func (o *promote) Validate() error { return nil }
+
+func (o *promote) Plan(context.Context, *cli.Context) (*pipeline.Plan, error) {
+	s, err := o.inProgress()
+	if err != nil {
+		return nil, err
+	}
+	if !o.Cleanup {
+		vs := editable(o.t.VS)
+		s.Weight, s.Header, s.Mirror = 100, "", 0
+		applyRouting(vs, s.Route, o.t.hostMatches, routingFor(o.t, s))
+		setState(vs, s)
+		t := o.t
+		return &pipeline.Plan{
+			Title:  fmt.Sprintf("promote %s for %s: 100%%", s.Canary, o.Service),
+			Phases: []pipeline.Phase{{Name: "routes", Changes: []pipeline.Change{change(vs, true)}}},
+			Notes:  []string{fmt.Sprintf("the stable subset stays so a rollback is one step; finish with kubectl mesh canary promote -n %s %s --cleanup", o.t.Namespace, o.Service)},
+			Result: func(w io.Writer) { printState(w, t, s) },
+		}, nil
+	}
+	return finish(o.t, s, s.CanarySubset, s.StableSubset, fmt.Sprintf("promote %s for %s and end the canary", s.Canary, o.Service))
+}
+
+type abort struct{ common }
+
+func newAbort() *abort { return &abort{} }
+
+func (o *abort) Command() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "abort SERVICE",
+		Short:   "Send all traffic back to the stable version and end the canary",
+		Example: `  kubectl mesh canary abort -n bookinfo reviews`,
+	}
+	o.addFlags(cmd.Flags())
+	return cmd
+}
+
+func (o *abort) Complete(ctx context.Context, c *cli.Context, args []string) error {
+	return o.load(ctx, c, args)
+}
+
+func (o *abort) Validate() error { return nil }
+
+func (o *abort) Plan(context.Context, *cli.Context) (*pipeline.Plan, error) {
+	s, err := o.inProgress()
+	if err != nil {
+		return nil, err
+	}
+	return abortPlan(o.t, s)
+}
+
+func abortPlan(t *target, s *State) (*pipeline.Plan, error) {
+	return finish(t, s, s.StableSubset, s.CanarySubset, fmt.Sprintf("abort the canary of %s for %s", s.Canary, t.Service))
+}
+
+// finish ends the canary: the primary route goes to keep alone, header and
+// mirror routes go, then (break after make) the subset drop is removed if
+// the canary added it and no route uses it any more. The VirtualService
+// stays even if the canary created it: without it traffic would spread
+// over every version again.
+func finish(t *target, s *State, keep, drop, title string) (*pipeline.Plan, error) {
+	vs := editable(t.VS)
+	rt := routing{Host: t.host(), Stable: keep, Weight: -1}
+	applyRouting(vs, s.Route, t.hostMatches, rt)
+	setState(vs, nil)
+	plan := &pipeline.Plan{Title: title, Phases: []pipeline.Phase{{Name: "routes", Changes: []pipeline.Change{change(vs, true)}}}}
+	if t.DR != nil && slices.Contains(s.AddedSubsets, drop) && !slices.Contains(referencedSubsets(vs, t.hostMatches), drop) {
+		dr := editable(t.DR)
+		removeSubset(dr, drop)
+		plan.Phases = append(plan.Phases, pipeline.Phase{Name: "subsets", Changes: []pipeline.Change{change(dr, true)}})
+		plan.Notes = append(plan.Notes, fmt.Sprintf("subset %s is removed after the routes stop using it", drop))
+	}
+	plan.Checks = routeChecks(t.DR, vs)
+	plan.Result = func(w io.Writer) {
+		fmt.Fprintf(w, "canary of %s/%s ended: all traffic to subset %s\n", t.Namespace, t.Service, keep)
+	}
+	return plan, nil
+}
+
+// ---- status ----
+
+type status struct {
+	common
+	gate
+}
+
+func newStatus() *status { return &status{} }
+
+func (o *status) Command() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "status SERVICE",
+		Short:   "Show the canary's versions, weights, routes and gate",
+		Example: `  kubectl mesh canary status -n bookinfo reviews`,
+	}
+	o.addFlags(cmd.Flags())
+	o.addGateFlags(cmd.Flags())
+	return cmd
+}
+
+func (o *status) Complete(ctx context.Context, c *cli.Context, args []string) error {
+	if err := o.gate.validate(); err != nil {
+		return exitcode.New(exitcode.Usage, err)
+	}
+	return o.load(ctx, c, args)
+}
+
+func (o *status) Validate() error { return nil }
+
+// Plan prints the status and plans nothing.
+func (o *status) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, error) {
+	s, err := o.inProgress()
+	if err != nil {
+		return nil, err
+	}
+	w := c.Streams.Out
+	printState(w, o.t, s)
+	if o.t.DR != nil {
+		fmt.Fprintf(w, "  VirtualService %s, route %q; DestinationRule %s, subsets %s\n", o.t.VS.GetName(), s.Route, o.t.DR.GetName(), strings.Join(subsetNames(o.t.DR), ", "))
+	}
+	if o.Skip {
+		return nil, nil
+	}
+	v, err := o.evaluate(ctx, c, o.t, s, false)
+	switch {
+	case err != nil:
+		fmt.Fprintf(w, "  gate: %v\n", err)
+	case v == nil:
+		fmt.Fprintln(w, "  gate: no Prometheus found (--prometheus-url)")
+	default:
+		fmt.Fprintf(w, "  gate: %s\n", v.checks()[0].Message)
+	}
+	return nil, nil
+}
