@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -52,21 +53,50 @@ type flow struct {
 	perMinute                        int
 }
 
-// istioMetrics renders flows as OpenMetrics counters over the last three
-// hours, for promtool to backfill.
+// istioMetrics renders flows as destination-reported counters over the
+// last three hours, for promtool to backfill.
 func istioMetrics(flows []flow) string {
+	var ss []series
+	for _, f := range flows {
+		family := "istio_requests"
+		if f.tcp {
+			family = "istio_tcp_connections_opened"
+		}
+		ss = append(ss, series{family, "counter", family + "_total", fmt.Sprintf(`reporter="destination",source_workload=%q,source_workload_namespace=%q,destination_workload=%q,destination_workload_namespace=%q,connection_security_policy=%q`,
+			f.src, f.srcNS, f.dst, f.dstNS, f.security), float64(f.perMinute)})
+	}
+	return openMetrics(time.Now().Add(-10*time.Minute), 180, 5, ss)
+}
+
+// series is one counter rising perMinute, in an OpenMetrics family.
+type series struct {
+	family, typ, metric, labels string
+	perMinute                   float64
+}
+
+// openMetrics renders series sampled every step minutes over the minutes
+// before end, grouped by family, ending in "# EOF".
+func openMetrics(end time.Time, minutes, step int, ss []series) string {
 	var b strings.Builder
-	end := time.Now().Add(-10 * time.Minute).Unix()
-	for _, family := range []string{"istio_requests", "istio_tcp_connections_opened"} {
-		fmt.Fprintf(&b, "# TYPE %s counter\n", family)
-		for _, f := range flows {
-			if (family == "istio_requests") == f.tcp {
+	var families []string
+	for _, s := range ss {
+		if !slices.Contains(families, s.family) {
+			families = append(families, s.family)
+		}
+	}
+	for _, fam := range families {
+		first := true
+		for _, s := range ss {
+			if s.family != fam {
 				continue
 			}
-			for i := 0; i <= 36; i++ {
-				ts := end - int64(36-i)*300
-				fmt.Fprintf(&b, `%s_total{reporter="destination",source_workload=%q,source_workload_namespace=%q,destination_workload=%q,destination_workload_namespace=%q,connection_security_policy=%q} %d %d`+"\n",
-					family, f.src, f.srcNS, f.dst, f.dstNS, f.security, i*5*f.perMinute, ts)
+			if first {
+				fmt.Fprintf(&b, "# TYPE %s %s\n", s.family, s.typ)
+				first = false
+			}
+			for m := 0; m <= minutes; m += step {
+				ts := end.Add(time.Duration(m-minutes) * time.Minute).Unix()
+				fmt.Fprintf(&b, "%s{%s} %g %d\n", s.metric, s.labels, float64(m)*s.perMinute, ts)
 			}
 		}
 	}

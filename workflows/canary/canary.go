@@ -25,8 +25,13 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 )
 
-// AnnotationState holds the canary's state on the VirtualService.
-const AnnotationState = "canary.kubectl-mesh.io/state"
+// Annotations: the canary's state on the VirtualService, and on the
+// DestinationRule the subsets canaries added (removed once no route uses
+// them, even by a later canary; the team's own subsets are never removed).
+const (
+	AnnotationState   = "canary.kubectl-mesh.io/state"
+	AnnotationSubsets = "canary.kubectl-mesh.io/added-subsets"
+)
 
 var (
 	destinationRules = schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "destinationrules"}
@@ -46,11 +51,6 @@ type State struct {
 	Header       string `json:"header,omitempty"`
 	Mirror       int    `json:"mirror,omitempty"`
 	Route        string `json:"route"`
-	// AddedSubsets were added to the DestinationRule by the canary and go
-	// away when it ends; CreatedDR/CreatedVS tell whether the objects did.
-	AddedSubsets []string `json:"addedSubsets,omitempty"`
-	CreatedDR    bool     `json:"createdDestinationRule,omitempty"`
-	CreatedVS    bool     `json:"createdVirtualService,omitempty"`
 }
 
 // Group is `kubectl mesh canary`.
@@ -277,18 +277,39 @@ func change(u *unstructured.Unstructured, existed bool) pipeline.Change {
 }
 
 func setState(vs *unstructured.Unstructured, s *State) {
-	a := vs.GetAnnotations()
+	value := ""
+	if s != nil {
+		b, _ := json.Marshal(s)
+		value = string(b)
+	}
+	setAnnotation(vs, AnnotationState, value)
+}
+
+// setAnnotation sets key, or removes it when value is "".
+func setAnnotation(u *unstructured.Unstructured, key, value string) {
+	a := u.GetAnnotations()
 	if a == nil {
 		a = map[string]string{}
 	}
-	if s == nil {
-		delete(a, AnnotationState)
+	if value == "" {
+		delete(a, key)
 	} else {
-		b, _ := json.Marshal(s)
-		a[AnnotationState] = string(b)
+		a[key] = value
 	}
 	if len(a) == 0 {
 		a = nil
 	}
-	vs.SetAnnotations(a)
+	u.SetAnnotations(a)
+}
+
+// addedSubsets lists the subsets canaries added to dr.
+func addedSubsets(dr *unstructured.Unstructured) []string {
+	if dr == nil || dr.GetAnnotations()[AnnotationSubsets] == "" {
+		return nil
+	}
+	return strings.Split(dr.GetAnnotations()[AnnotationSubsets], ",")
+}
+
+func setAddedSubsets(dr *unstructured.Unstructured, names []string) {
+	setAnnotation(dr, AnnotationSubsets, strings.Join(names, ","))
 }

@@ -199,7 +199,7 @@ func (o *start) Plan(_ context.Context, _ *cli.Context) (*pipeline.Plan, error) 
 func (o *start) build() (*pipeline.Plan, error) {
 	t := o.t
 	s := &State{Service: o.Service, VersionLabel: o.VersionLabel, Stable: o.Stable, Canary: o.Canary, Weight: o.Weight,
-		Steps: o.steps, Header: o.Header, Mirror: o.Mirror, CreatedDR: t.DR == nil, CreatedVS: t.VS == nil}
+		Steps: o.steps, Header: o.Header, Mirror: o.Mirror}
 	var dr, vs *unstructured.Unstructured
 	if t.DR != nil {
 		dr = editable(t.DR)
@@ -216,7 +216,7 @@ func (o *start) build() (*pipeline.Plan, error) {
 				return nil, err
 			}
 			*v.into = v.version
-			s.AddedSubsets = append(s.AddedSubsets, v.version)
+			setAddedSubsets(dr, append(addedSubsets(dr), v.version))
 		}
 	}
 	if t.VS != nil {
@@ -530,9 +530,10 @@ func finish(t *target, s *State, keep, drop, title string) (*pipeline.Plan, erro
 	applyRouting(vs, s.Route, t.hostMatches, rt)
 	setState(vs, nil)
 	plan := &pipeline.Plan{Title: title, Phases: []pipeline.Phase{{Name: "routes", Changes: []pipeline.Change{change(vs, true)}}}}
-	if t.DR != nil && slices.Contains(s.AddedSubsets, drop) && !slices.Contains(referencedSubsets(vs, t.hostMatches), drop) {
+	if added := addedSubsets(t.DR); slices.Contains(added, drop) && !slices.Contains(referencedSubsets(vs, t.hostMatches), drop) {
 		dr := editable(t.DR)
 		removeSubset(dr, drop)
+		setAddedSubsets(dr, slices.DeleteFunc(added, func(n string) bool { return n == drop }))
 		plan.Phases = append(plan.Phases, pipeline.Phase{Name: "subsets", Changes: []pipeline.Change{change(dr, true)}})
 		plan.Notes = append(plan.Notes, fmt.Sprintf("subset %s is removed after the routes stop using it", drop))
 	}
