@@ -72,7 +72,7 @@ spec:
   host: reviews
   trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
   subsets:
-  - {name: v1, labels: {version: v1}}
+  - {name: v1, labels: {version: cycle-v1}}
 `)
 	if r := kubectl(t, nil, "apply", "--server-side", "--field-manager=teammate", "-f", orig); r.code != 0 {
 		t.Fatal(r.stderr)
@@ -86,8 +86,8 @@ spec:
   host: reviews
   trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
   subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
+  - {name: v1, labels: {version: cycle-v1}}
+  - {name: v2, labels: {version: cycle-v2}}
 ---
 apiVersion: v1
 kind: Service
@@ -105,7 +105,8 @@ stringData: {token: s3cr3t-value}
 	r := mesh(t, 1, "apply", "-f", change, "--dry-run=server")
 	mustContain(t, "conflict", errorLine(t, r), `conflict with "teammate"`, "re-run with --force-conflicts")
 
-	// No pods run version v1/v2 yet: Istio's IST0173 names the planned
+	// No pods run these versions (labels no other test uses: the analyzer
+	// looks for them across namespaces): Istio's IST0173 names the planned
 	// DestinationRule and blocks until accepted.
 	r = mesh(t, 79, "apply", "-f", change, "--dry-run=server", "--force-conflicts")
 	mustContain(t, "analysis", r.stderr, "Error [IST0173] (DestinationRule engine-cycle/reviews")
@@ -114,7 +115,7 @@ stringData: {token: s3cr3t-value}
 
 	// Diff only: exit 1 (changes), secret masked, nothing written.
 	r = mesh(t, 1, "apply", "-f", change, "--dry-run=server", "--force-conflicts", accept)
-	mustContain(t, "diff", r.stdout, "+  - labels:", "+      version: v2", "token: '*** (after)'", "--- live/Service/reviews -n engine-cycle")
+	mustContain(t, "diff", r.stdout, "+  - labels:", "+      version: cycle-v2", "token: '*** (after)'", "--- live/Service/reviews -n engine-cycle")
 	if strings.Contains(r.stdout+r.stderr, "s3cr3t") {
 		t.Fatal("secret value leaked into the diff")
 	}
