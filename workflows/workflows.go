@@ -5,6 +5,7 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/apply"
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/canary"
+	"github.com/kubectl-mesh/kubectl-mesh/workflows/health"
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/inject"
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/install"
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/mtls"
@@ -12,5 +13,5 @@ import (
 
 // All returns a fresh instance of every workflow and group of workflows.
 func All() []pipeline.Command {
-	return []pipeline.Command{install.New(), install.NewUninstall(), inject.New(), mtls.New(), canary.New(), apply.New()}
+	return []pipeline.Command{install.New(), install.NewUninstall(), inject.New(), mtls.New(), canary.New(), health.NewCheck(), health.NewStatus(), apply.New()}
 }

@@ -318,3 +318,28 @@ func (o *Options) precheckLeftovers(ctx context.Context, kube kubernetes.Interfa
 	}
 	return nil
 }
+
+// Prechecks runs the install's prechecks for a default production install
+// without planning it (kubectl mesh check --pre): Kubernetes version,
+// installed revisions, leftover CRDs, webhook conflicts.
+func Prechecks(ctx context.Context, c *cli.Context) ([]pipeline.Check, []string, error) {
+	o := New()
+	o.istioNamespace = c.Engine.IstioNamespace
+	objs, err := o.Render()
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := c.Clients()
+	if err != nil {
+		return nil, nil, err
+	}
+	plan := o.phases(objs)
+	if err := o.precheck(ctx, cl.Kube, cl.Metadata, plan); err != nil {
+		code, msg := exitcode.Describe(err)
+		if code != exitcode.Blocked {
+			return nil, nil, err
+		}
+		plan.Checks = append(plan.Checks, pipeline.Check{ID: "INSTALL-KUBERNETES-VERSION", Severity: pipeline.Error, Message: msg})
+	}
+	return plan.Checks, plan.Notes, nil
+}
