@@ -32,6 +32,7 @@ fuzz: ## fuzz every parser of user input (FUZZTIME each)
 	go test ./workflows/mtls -run '^$$' -fuzz '^FuzzParseWindow$$' -fuzztime $(FUZZTIME)
 	go test ./workflows/canary -run '^$$' -fuzz '^FuzzParseHeader$$' -fuzztime $(FUZZTIME)
 	go test ./workflows/canary -run '^$$' -fuzz '^FuzzParseSteps$$' -fuzztime $(FUZZTIME)
+	go test ./workflows/onboard -run '^$$' -fuzz '^FuzzParseCaller$$' -fuzztime $(FUZZTIME)
 
 sandbox: tools ## a local control plane with Istio CRDs and sample workloads
 	hack/sandbox.sh

@@ -4,10 +4,14 @@ package mesh
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"sort"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
 )
 
 // Labels Istio uses for injection and revisions.
@@ -115,4 +119,28 @@ func NamespaceNames(ctx context.Context, kube kubernetes.Interface) ([]string, e
 		names = append(names, n.Name)
 	}
 	return names, nil
+}
+
+// PickRevision returns the revision or tag to inject from: requested when
+// it is installed, the only one installed, or the answer of ask (nil when
+// nobody can be asked).
+func PickRevision(planes []ControlPlane, requested string, ask func(names []string) (string, error)) (string, error) {
+	names := Names(planes)
+	if len(planes) == 0 {
+		return "", exitcode.New(exitcode.Unavailable, errors.New("no Istio control plane found (no istiod Deployment labelled app=istiod): install one first with kubectl mesh install"))
+	}
+	if requested == "" {
+		switch {
+		case len(names) == 1:
+			return names[0], nil
+		case ask != nil:
+			return ask(names)
+		default:
+			return "", exitcode.Usagef("several control-plane revisions and tags are installed (%v): pick one with --revision", names)
+		}
+	}
+	if !slices.Contains(names, requested) {
+		return "", exitcode.Usagef("revision %q is not installed: use one of %v", requested, names)
+	}
+	return requested, nil
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -94,26 +93,14 @@ func (o *Options) Complete(ctx context.Context, c *cli.Context, _ []string) erro
 	if o.planes, err = mesh.Revisions(ctx, kube); err != nil {
 		return err
 	}
-	names := mesh.Names(o.planes)
-	if len(o.planes) == 0 {
-		return exitcode.New(exitcode.Unavailable, errors.New("no Istio control plane found (no istiod Deployment labelled app=istiod): install one first with kubectl mesh install"))
-	}
-	if o.Revision == "" {
-		switch {
-		case len(names) == 1:
-			o.Revision = names[0]
-		case c.CanPrompt():
-			if o.Revision, err = c.Prompter.Select("Revision or tag to inject from:", names, names[0]); err != nil {
-				return err
-			}
-		default:
-			return exitcode.Usagef("several control-plane revisions and tags are installed (%v): pick one with --revision", names)
+	var ask func([]string) (string, error)
+	if c.CanPrompt() {
+		ask = func(names []string) (string, error) {
+			return c.Prompter.Select("Revision or tag to inject from:", names, names[0])
 		}
 	}
-	if !slices.Contains(names, o.Revision) {
-		return exitcode.Usagef("revision %q is not installed: use one of %v", o.Revision, names)
-	}
-	return nil
+	o.Revision, err = mesh.PickRevision(o.planes, o.Revision, ask)
+	return err
 }
 
 // Validate implements pipeline.Workflow.

@@ -427,3 +427,33 @@ func (m *migration) verify(dyn dynamic.Interface) pipeline.VerifyStep {
 		},
 	}
 }
+
+// Findings are the checks a move of ns to STRICT would face, reported
+// without blocking (the permissive stage's view): for workflows that put a
+// namespace with running workloads in PERMISSIVE first, such as onboard.
+func Findings(ctx context.Context, c *cli.Context, ns string) ([]pipeline.Check, error) {
+	o := New()
+	o.Namespace, o.root, o.Stage = ns, c.Engine.IstioNamespace, StagePermissive
+	if err := o.parse(); err != nil {
+		return nil, err
+	}
+	snap, err := read(ctx, c, o.root, ns)
+	if err != nil {
+		return nil, err
+	}
+	o.snap = snap
+	_, plan, err := o.build(nil, c.Now())
+	if err != nil {
+		return nil, err
+	}
+	return plan.Checks, nil
+}
+
+// NamespacePolicyChange sets mode on the namespace-wide PeerAuthentication
+// Istio uses for ns (the oldest of pas), keeping the rest of it, or creates
+// "default": for workflows that set a namespace's mode directly (onboard).
+func NamespacePolicyChange(pas []mesh.PeerAuth, ns, mode string, now time.Time) pipeline.Change {
+	m := &migration{snap: &Snapshot{PAs: pas}, namespace: ns, mode: mode}
+	ch, _ := m.namespacePolicy(now)
+	return ch
+}
