@@ -11,6 +11,7 @@ import (
 	"istio.io/istio/pkg/config/analysis/legacy/util/kuberesource"
 	authzv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -19,18 +20,13 @@ import (
 // list forever, so this is asked first (one SelfSubjectAccessReview per
 // kind, concurrently) instead of hanging.
 func Unreadable(ctx context.Context, kube kubernetes.Interface) ([]string, error) {
-	schemas := kuberesource.ConvertInputsToSchemas(analyzers.AllCombined().Metadata().Inputs).All()
 	var (
 		mu      sync.Mutex
 		denied  []string
 		firstEr error
 		wg      sync.WaitGroup
 	)
-	for _, s := range schemas {
-		gvr := s.GroupVersionResource()
-		if s.Kind() == "MeshConfig" || s.Kind() == "MeshNetworks" {
-			continue // synthetic: read from the istio ConfigMap, not an API
-		}
+	for _, gvr := range Inputs() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -67,4 +63,17 @@ func Abbreviate(items []string, n int) string {
 		return strings.Join(items, ", ")
 	}
 	return fmt.Sprintf("%s and %d more", strings.Join(items[:n], ", "), len(items)-n)
+}
+
+// Inputs are the resources Istio's analyzers read cluster-wide.
+func Inputs() []schema.GroupVersionResource {
+	var out []schema.GroupVersionResource
+	for _, s := range kuberesource.ConvertInputsToSchemas(analyzers.AllCombined().Metadata().Inputs).All() {
+		if s.Kind() == "MeshConfig" || s.Kind() == "MeshNetworks" {
+			continue // synthetic: read from the istio ConfigMap, not an API
+		}
+		out = append(out, s.GroupVersionResource())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
 }

@@ -55,7 +55,7 @@ confirmation, verifies, and records a change set you can undo.`,
 	c.Flags.AddFlags(root.PersistentFlags())
 	c.Engine.AddFlags(root.PersistentFlags())
 
-	root.AddCommand(newVersion(c), newAnalyze(c), newHistory(c), newUndo(c))
+	root.AddCommand(newVersion(c), newAnalyze(c), newHistory(c), newUndo(c), newRBAC(c, commands))
 	for _, w := range commands {
 		switch w := w.(type) {
 		case pipeline.Workflow:

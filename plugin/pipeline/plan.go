@@ -153,3 +153,34 @@ type Workflow interface {
 	// writes. A nil plan means there is nothing to run (an informational flag).
 	Plan(ctx context.Context, c *cli.Context) (*Plan, error)
 }
+
+// Permission is an RBAC grant a workflow needs: verbs on a resource, in
+// the namespace it works on or cluster-wide.
+type Permission struct {
+	Group, Resource string
+	Verbs           []string
+	ClusterWide     bool
+	// ResourceNames narrows a grant (a namespace the workflow edits).
+	ResourceNames []string
+}
+
+// Permissioned workflows declare what they need, for kubectl mesh rbac.
+type Permissioned interface {
+	Permissions(namespace string) []Permission
+}
+
+// Grant builds permissions for several resources of one API group.
+func Grant(group string, clusterWide bool, verbs []string, resources ...string) []Permission {
+	out := make([]Permission, len(resources))
+	for i, r := range resources {
+		out[i] = Permission{Group: group, Resource: r, Verbs: verbs, ClusterWide: clusterWide}
+	}
+	return out
+}
+
+// Verbs the engine uses: reads, and writes with server-side apply, update
+// (restores) and delete (undo).
+var (
+	Read  = []string{"get", "list"}
+	Write = []string{"get", "list", "create", "update", "patch", "delete"}
+)
