@@ -3,7 +3,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/kubectl-mesh/kubectl-mesh/plugin/cli.Version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: build install test tools sandbox lint docs dist fuzz
+.PHONY: build install test tools sandbox lint docs dist fuzz bench
 
 build: ## bin/kubectl-mesh
 	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/kubectl-mesh ./cmd/kubectl-mesh
@@ -42,3 +42,7 @@ docs: ## regenerate docs/ (one page per command; a test checks it is current)
 
 dist: ## release archives for linux/darwin/windows x amd64/arm64, sha256 files, dist/krew/mesh.yaml
 	VERSION=$(VERSION) hack/dist.sh
+
+bench: ## measure plans, analysis, start-up and size against istioctl on a real API server; writes bench/RESULTS.md
+	hack/build-tools.sh etcd kube-apiserver istioctl
+	go run ./bench

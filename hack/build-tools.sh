@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the binaries the tests need into bin/ from the Go module proxy:
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok,
-#   and krew (as kubectl-krew) with validate-krew-manifest for the distribution tests.
+#   and krew (as kubectl-krew) with validate-krew-manifest for the distribution tests;
+#   istioctl on request (hack/build-tools.sh istioctl) for the benchmarks.
 # Prometheus (with promtool, for the telemetry tests) is Debian's package:
 # installed with apt-get when missing, which needs root.
 # Each tool gets a stamp file (bin/.stamp-<tool>) holding the version it was built
@@ -66,6 +67,9 @@ for t in "${want[@]}"; do
     # krew is named kubectl-krew so that `kubectl krew` dispatches to it.
     kubectl-krew) build kubectl-krew "$KREW_VERSION" krew sigs.k8s.io/krew/cmd/krew ;;
     validate-krew-manifest) build validate-krew-manifest "$KREW_VERSION" krew sigs.k8s.io/krew/cmd/validate-krew-manifest ;;
+    # istioctl is only the benchmarks' reference (make bench), at the
+    # istio.io/istio version the plugin embeds.
+    istioctl) build istioctl "$(grep 'istio.io/istio ' "$root/go.mod" | awk '{print $2}')" istio istio.io/istio/istioctl/cmd/istioctl ;;
     prometheus)
       if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
         echo "installing Debian's prometheus package…" >&2

@@ -6,8 +6,10 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"istio.io/istio/pkg/config/analysis/analyzers"
+	"istio.io/istio/pkg/config/analysis/diag"
 	"istio.io/istio/pkg/config/analysis/legacy/util/kuberesource"
 	authzv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -76,4 +78,56 @@ func Inputs() []schema.GroupVersionResource {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
+}
+
+// DeniedError says which kinds the user cannot list cluster-wide.
+type DeniedError struct{ Kinds []string }
+
+func (e *DeniedError) Error() string {
+	return "cannot list " + Abbreviate(e.Kinds, 4) + " cluster-wide"
+}
+
+// RunChecked runs analyses concurrently with the read-access check that
+// keeps them from hanging: when a kind is unreadable the analyses are
+// cancelled and a *DeniedError returned. Overlapping the check with the
+// informers' start hides its round trip.
+func RunChecked(ctx context.Context, kube kubernetes.Interface, opts ...Options) ([]diag.Messages, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		msgs diag.Messages
+		err  error
+	}
+	results := make([]chan result, len(opts))
+	for i, o := range opts {
+		results[i] = make(chan result, 1)
+		go func() {
+			m, err := Run(ctx, o)
+			results[i] <- result{m, err}
+		}()
+	}
+	denied, err := Unreadable(ctx, kube)
+	if err == nil && len(denied) > 0 {
+		err = &DeniedError{Kinds: denied}
+	}
+	if err != nil {
+		cancel()
+		// Cancelled informers stop promptly; do not wait on one that does not.
+		for _, ch := range results {
+			select {
+			case <-ch:
+			case <-time.After(5 * time.Second):
+			}
+		}
+		return nil, err
+	}
+	out := make([]diag.Messages, len(opts))
+	for i, ch := range results {
+		r := <-ch
+		if r.err != nil {
+			return nil, r.err
+		}
+		out[i] = r.msgs
+	}
+	return out, nil
 }

@@ -92,7 +92,13 @@ func (c *Context) RESTConfig() (*rest.Config, error) {
 			return
 		}
 		c.restCfg = cfg
-		if c.kube, c.err = kubernetes.NewForConfig(cfg); c.err != nil {
+		// Built-in types travel as protobuf: a list of thousands of pods
+		// decodes several times faster than as JSON. (CRDs only speak
+		// JSON; the dynamic client keeps it.)
+		typed := rest.CopyConfig(cfg)
+		typed.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+		typed.ContentType = "application/vnd.kubernetes.protobuf"
+		if c.kube, c.err = kubernetes.NewForConfig(typed); c.err != nil {
 			return
 		}
 		if c.dyn, c.err = dynamic.NewForConfig(cfg); c.err != nil {

@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -108,8 +109,21 @@ func (o *analyzeOptions) run(cmd *cobra.Command, c *cli.Context, args []string) 
 			return err
 		}
 	}
-	msgs, err := analysis.Run(ctx, opts)
-	if err != nil {
+	var msgs diag.Messages
+	if o.useKube {
+		kube, err := c.Kube()
+		if err != nil {
+			return err
+		}
+		all, err := analysis.RunChecked(ctx, kube, opts)
+		var denied *analysis.DeniedError
+		if errors.As(err, &denied) {
+			return exitcode.New(exitcode.NoPerm, fmt.Errorf("Istio's analyzers read the whole cluster, but you %s: ask for read access, or analyze files only with --use-kube=false", denied))
+		} else if err != nil {
+			return err
+		}
+		msgs = all[0]
+	} else if msgs, err = analysis.Run(ctx, opts); err != nil {
 		return err
 	}
 	msgs = msgs.SetDocRef("kubectl-mesh-analyze").FilterOutLowerThan(diag.Info)
@@ -152,13 +166,6 @@ func requireCluster(ctx context.Context, c *cli.Context, ns string) error {
 		return exitcode.New(exitcode.Unavailable, fmt.Errorf("the Istio CRDs are not installed in this cluster: install Istio first (kubectl mesh install), or analyze files only with --use-kube=false"))
 	} else if err != nil {
 		return err
-	}
-	denied, err := analysis.Unreadable(ctx, kube)
-	if err != nil {
-		return err
-	}
-	if len(denied) > 0 {
-		return exitcode.New(exitcode.NoPerm, fmt.Errorf("Istio's analyzers read the whole cluster, but you cannot list %s: ask for read access, or analyze files only with --use-kube=false", analysis.Abbreviate(denied, 4)))
 	}
 	return nil
 }

@@ -3,8 +3,8 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
-	"sync"
 
 	"istio.io/istio/pkg/config/analysis/diag"
 	"sigs.k8s.io/yaml"
@@ -26,20 +26,6 @@ func (r *Runner) analyze(ctx context.Context, plan *Plan, threshold Severity) ([
 	if err != nil {
 		return nil, err
 	}
-	denied, err := analysis.Unreadable(ctx, kube)
-	if err != nil {
-		return nil, err
-	}
-	if len(denied) > 0 {
-		// Analysis needs cluster-wide reads; without them the plan gets a
-		// finding the user can accept, instead of a hang or a silent skip.
-		plan.Checks = append(plan.Checks, Check{
-			ID: "ANALYSIS-SKIPPED", Severity: Warning,
-			Message: fmt.Sprintf("Istio analysis skipped: you cannot list %s cluster-wide", analysis.Abbreviate(denied, 4)),
-			Hint:    "ask for read access to these kinds (a ClusterRole with get/list/watch), or accept with --accept ANALYSIS-SKIPPED",
-		})
-		return nil, nil
-	}
 	var buf bytes.Buffer
 	for _, o := range plan.Objects() {
 		b, err := yaml.Marshal(o.Object)
@@ -49,32 +35,32 @@ func (r *Runner) analyze(ctx context.Context, plan *Plan, threshold Severity) ([
 		buf.WriteString("---\n")
 		buf.Write(b)
 	}
-	planned := map[string]bool{}
+	inPlan := map[string]bool{}
 	for _, o := range plan.Objects() {
-		planned[o.GetKind()+" "+o.GetNamespace()+"/"+o.GetName()] = true
-		planned[o.GetKind()+" "+o.GetName()] = true
+		inPlan[o.GetKind()+" "+o.GetNamespace()+"/"+o.GetName()] = true
+		inPlan[o.GetKind()+" "+o.GetName()] = true
 	}
 
+	// The cluster as it is and as planned, analyzed side by side.
 	opts := analysis.Options{IstioNamespace: r.C.Engine.IstioNamespace, Live: rc}
-	var before, after diag.Messages
-	var errBefore, errAfter error
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); before, errBefore = analysis.Run(ctx, opts) }()
-	go func() {
-		defer wg.Done()
-		o := opts
-		o.Files = []analysis.Source{{Name: "plan", Reader: &buf}}
-		o.Planned = true
-		after, errAfter = analysis.Run(ctx, o)
-	}()
-	wg.Wait()
-	if errBefore != nil {
-		return nil, errBefore
+	planned := opts
+	planned.Files = []analysis.Source{{Name: "plan", Reader: &buf}}
+	planned.Planned = true
+	res, err := analysis.RunChecked(ctx, kube, opts, planned)
+	var denied *analysis.DeniedError
+	if errors.As(err, &denied) {
+		// Analysis needs cluster-wide reads; without them the plan gets a
+		// finding the user can accept, instead of a hang or a silent skip.
+		plan.Checks = append(plan.Checks, Check{
+			ID: "ANALYSIS-SKIPPED", Severity: Warning,
+			Message: fmt.Sprintf("Istio analysis skipped: you %s", denied),
+			Hint:    "ask for read access to these kinds (a ClusterRole with get/list/watch; kubectl mesh rbac prints one), or accept with --accept ANALYSIS-SKIPPED",
+		})
+		return nil, nil
+	} else if err != nil {
+		return nil, err
 	}
-	if errAfter != nil {
-		return nil, errAfter
-	}
+	before, after := res[0], res[1]
 
 	existing := map[string]bool{}
 	for _, m := range before {
@@ -84,7 +70,7 @@ func (r *Runner) analyze(ctx context.Context, plan *Plan, threshold Severity) ([
 	preexisting := 0
 	for _, m := range after {
 		sev := levelSeverity(m.Type.Level())
-		if existing[analysis.Key(m)] && !planned[analysis.Subject(m)] {
+		if existing[analysis.Key(m)] && !inPlan[analysis.Subject(m)] {
 			preexisting++
 			continue
 		}

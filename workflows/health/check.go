@@ -3,6 +3,7 @@ package health
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -579,20 +580,19 @@ func checkAnalysis(ctx context.Context, rep *Report, c *cli.Context, ns string) 
 	if err != nil {
 		return err
 	}
-	if missing, err := analysis.Unreadable(ctx, kube); err != nil {
-		return err
-	} else if len(missing) > 0 {
-		rep.add(cat, "Istio's analyzers ran", Warn, "skipped: cannot list "+strings.Join(missing, ", "), "run with a user that can read the mesh's configuration", "")
-		return nil
-	}
 	cfg, err := c.RESTConfig()
 	if err != nil {
 		return err
 	}
-	msgs, err := analysis.Run(ctx, analysis.Options{Namespace: ns, IstioNamespace: c.Engine.IstioNamespace, Live: cfg})
-	if err != nil {
+	res, err := analysis.RunChecked(ctx, kube, analysis.Options{Namespace: ns, IstioNamespace: c.Engine.IstioNamespace, Live: cfg})
+	var denied *analysis.DeniedError
+	if errors.As(err, &denied) {
+		rep.add(cat, "Istio's analyzers ran", Warn, "skipped: you "+denied.Error(), "run with a user that can read the mesh's configuration (kubectl mesh rbac check)", "")
+		return nil
+	} else if err != nil {
 		return err
 	}
+	msgs := res[0]
 	var errs, warns []string
 	for _, m := range msgs {
 		line := m.Type.Code() + " " + m.Resource.Origin.FriendlyName()
