@@ -166,55 +166,59 @@ func run() error {
 
 // ---- measuring ----
 
+// runOnce runs argv against kubeconfigPath and returns its wall time and
+// peak RSS (bytes). Exit 1 (changes found), 3 (istioctl analyze found
+// issues) and 79 (findings block the plan) count as a complete run.
+func runOnce(argv []string, kubeconfigPath string) (time.Duration, int64, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfigPath, "NO_COLOR=1")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	wall := time.Since(start)
+	var ee *exec.ExitError
+	if err != nil && (!errors.As(err, &ee) || !slices.Contains([]int{1, 3, 79}, ee.ExitCode())) {
+		return 0, 0, fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, lastLine(out.String()))
+	}
+	var rss int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = ru.Maxrss * 1024
+	}
+	return wall, rss, nil
+}
+
 // measure runs argv n times and returns the median wall time and the
-// largest peak RSS (bytes).
+// largest peak RSS.
 func measure(argv []string, kubeconfigPath string, n int) (time.Duration, int64, error) {
 	var walls []time.Duration
 	var rss int64
 	for range n {
-		cmd := exec.Command(argv[0], argv[1:]...)
-		cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfigPath, "NO_COLOR=1")
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		start := time.Now()
-		err := cmd.Run()
-		walls = append(walls, time.Since(start))
-		var ee *exec.ExitError
-		if err != nil && !errors.As(err, &ee) {
+		wall, r, err := runOnce(argv, kubeconfigPath)
+		if err != nil {
 			return 0, 0, err
 		}
-		if ee != nil && ee.ExitCode() != 79 && ee.ExitCode() != 1 && ee.ExitCode() != 3 {
-			return 0, 0, fmt.Errorf("%s: exit %d: %s", strings.Join(argv, " "), ee.ExitCode(), lastLine(out.String()))
-		}
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru.Maxrss*1024 > rss {
-			rss = ru.Maxrss * 1024
-		}
+		walls = append(walls, wall)
+		rss = max(rss, r)
 	}
 	slices.Sort(walls)
 	return walls[len(walls)/2], rss, nil
 }
 
-// measurePlan runs a --dry-run=server plan through the counting proxy.
+// measurePlan runs a --dry-run=server plan through the counting proxy and
+// returns the median wall time and the requests of the last run.
 func measurePlan(mesh, kc string, p *countingProxy, args []string) (time.Duration, string, error) {
 	var walls []time.Duration
-	var counts []map[string]int
 	for range runs {
 		p.reset()
-		cmd := exec.Command(mesh, args...)
-		cmd.Env = append(os.Environ(), "KUBECONFIG="+kc, "NO_COLOR=1")
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		start := time.Now()
-		err := cmd.Run()
-		walls = append(walls, time.Since(start))
-		var ee *exec.ExitError
-		if err != nil && (!errors.As(err, &ee) || (ee.ExitCode() != 1 && ee.ExitCode() != 79)) {
-			return 0, "", fmt.Errorf("kubectl mesh %s: %v: %s", strings.Join(args, " "), err, lastLine(out.String()))
+		wall, _, err := runOnce(append([]string{mesh}, args...), kc)
+		if err != nil {
+			return 0, "", err
 		}
-		counts = append(counts, p.snapshot())
+		walls = append(walls, wall)
 	}
 	slices.Sort(walls)
-	return walls[len(walls)/2], describeCounts(counts[len(counts)-1]), nil
+	return walls[len(walls)/2], describeCounts(p.snapshot()), nil
 }
 
 func describeCounts(c map[string]int) string {

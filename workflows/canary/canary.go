@@ -22,6 +22,7 @@ import (
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 )
 
@@ -31,11 +32,6 @@ import (
 const (
 	AnnotationState   = "canary.kubectl-mesh.io/state"
 	AnnotationSubsets = "canary.kubectl-mesh.io/added-subsets"
-)
-
-var (
-	destinationRules = schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "destinationrules"}
-	virtualServices  = schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "virtualservices"}
 )
 
 // State is what a teammate needs to continue the canary.
@@ -182,11 +178,11 @@ func (o *common) load(ctx context.Context, c *cli.Context, args []string) error 
 		into **unstructured.Unstructured
 		host func(*unstructured.Unstructured) []string
 	}{
-		{destinationRules, &t.DR, func(u *unstructured.Unstructured) []string {
+		{mesh.DestinationRules, &t.DR, func(u *unstructured.Unstructured) []string {
 			h, _, _ := unstructured.NestedString(u.Object, "spec", "host")
 			return []string{h}
 		}},
-		{virtualServices, &t.VS, func(u *unstructured.Unstructured) []string {
+		{mesh.VirtualServices, &t.VS, func(u *unstructured.Unstructured) []string {
 			h, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "hosts")
 			return h
 		}},

@@ -21,12 +21,7 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
 )
 
-var (
-	crds                  = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-	peerAuthentications   = schema.GroupVersionResource{Group: "security.istio.io", Version: "v1", Resource: "peerauthentications"}
-	authorizationPolicies = schema.GroupVersionResource{Group: "security.istio.io", Version: "v1", Resource: "authorizationpolicies"}
-	virtualServices       = schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "virtualservices"}
-)
+var crds = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
 // cluster is what check and status read.
 type cluster struct {
@@ -125,7 +120,7 @@ func read(ctx context.Context, c *cli.Context, namespace string, progress step) 
 	for _, l := range []struct {
 		gvr  schema.GroupVersionResource
 		into *[]*unstructured.Unstructured
-	}{{peerAuthentications, nil}, {authorizationPolicies, &s.AuthZ}, {virtualServices, &s.VSs}} {
+	}{{mesh.PeerAuthentications, nil}, {mesh.AuthorizationPolicies, &s.AuthZ}, {mesh.VirtualServices, &s.VSs}} {
 		g.Go(func() error {
 			list, err := cl.Dynamic.Resource(l.gvr).List(ctx, metav1.ListOptions{})
 			if apierrors.IsNotFound(err) {

@@ -15,12 +15,7 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
 )
 
-var (
-	peerAuthentications   = schema.GroupVersionResource{Group: "security.istio.io", Version: "v1", Resource: "peerauthentications"}
-	destinationRules      = schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "destinationrules"}
-	authorizationPolicies = schema.GroupVersionResource{Group: "security.istio.io", Version: "v1", Resource: "authorizationpolicies"}
-	apiServices           = schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"}
-)
+var apiServices = schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"}
 
 // Backend is something the API server calls through a Service: an
 // admission webhook or an aggregated API. The API server has no sidecar, so
@@ -67,9 +62,9 @@ func read(ctx context.Context, c *cli.Context, root, ns string) (*Snapshot, erro
 		})
 	}
 	var pas, apisvcs []*unstructured.Unstructured
-	list(peerAuthentications, "", &pas)
-	list(destinationRules, "", &s.DRs)
-	list(authorizationPolicies, "", &s.AuthZ)
+	list(mesh.PeerAuthentications, "", &pas)
+	list(mesh.DestinationRules, "", &s.DRs)
+	list(mesh.AuthorizationPolicies, "", &s.AuthZ)
 	list(apiServices, "", &apisvcs)
 	g.Go(func() error {
 		l, err := cl.Kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})

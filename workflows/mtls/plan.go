@@ -400,7 +400,7 @@ func (m *migration) verify(dyn dynamic.Interface) pipeline.VerifyStep {
 		Name:    "effective mTLS modes",
 		Timeout: 30 * time.Second,
 		Run: func(ctx context.Context, progress pipeline.Progress) error {
-			list, err := dyn.Resource(peerAuthentications).List(ctx, metav1.ListOptions{})
+			list, err := dyn.Resource(mesh.PeerAuthentications).List(ctx, metav1.ListOptions{})
 			if err != nil {
 				return err
 			}

@@ -11,7 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
@@ -29,8 +28,6 @@ const (
 	docBestPract   = "https://istio.io/latest/docs/ops/best-practices/security/#safer-authorization-policy-patterns"
 )
 
-var authorizationPolicies = schema.GroupVersionResource{Group: "security.istio.io", Version: "v1", Resource: "authorizationpolicies"}
-
 // existingPolicies are the namespace's AuthorizationPolicies the bundle
 // does not replace, linted together with the planned ones.
 func (o *Options) existingPolicies(ctx context.Context, c *cli.Context) ([]*unstructured.Unstructured, error) {
@@ -41,7 +38,7 @@ func (o *Options) existingPolicies(ctx context.Context, c *cli.Context) ([]*unst
 	if err != nil {
 		return nil, err
 	}
-	list, err := dyn.Resource(authorizationPolicies).Namespace(o.Namespace).List(ctx, metav1.ListOptions{})
+	list, err := dyn.Resource(mesh.AuthorizationPolicies).Namespace(o.Namespace).List(ctx, metav1.ListOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}

@@ -114,10 +114,7 @@ the flags that change.`,
 	return cmd
 }
 
-var (
-	nsResource          = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
-	peerAuthentications = schema.GroupVersionResource{Group: "security.istio.io", Version: "v1", Resource: "peerauthentications"}
-)
+var nsResource = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
 
 // Complete reads the namespace (and the options a previous onboarding
 // stored on it), the control planes and what is running.
@@ -176,7 +173,7 @@ func (o *Options) Complete(ctx context.Context, c *cli.Context, args []string) e
 		o.AuthzDryRun = false
 	}
 	if o.live != nil {
-		list, err := cl.Dynamic.Resource(peerAuthentications).Namespace(ns).List(ctx, metav1.ListOptions{})
+		list, err := cl.Dynamic.Resource(mesh.PeerAuthentications).Namespace(ns).List(ctx, metav1.ListOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
 			return err
 		}
