@@ -138,7 +138,7 @@ func (o *common) load(ctx context.Context, c *cli.Context, args []string) error 
 		return err
 	}
 	if len(args) != 1 {
-		return exitcode.Usagef("name the Service: kubectl mesh canary %s -n NAMESPACE SERVICE", "<command>")
+		return exitcode.Usagef("name one Service, e.g. kubectl mesh canary status -n NAMESPACE SERVICE")
 	}
 	o.Service = args[0]
 	cl, err := c.Clients()

@@ -309,9 +309,8 @@ func (o *Options) syntax() error {
 	}
 	if m := strings.ToUpper(o.MTLS); o.MTLS != "" && m != mesh.ModeStrict && m != mesh.ModePermissive {
 		return fmt.Errorf("invalid --mtls %q: use STRICT or PERMISSIVE", o.MTLS)
-	} else {
-		o.MTLS = m
 	}
+	o.MTLS = strings.ToUpper(o.MTLS)
 	if len(o.AllowFrom) == 0 {
 		return fmt.Errorf("--allow-from is empty: name at least one caller (same-namespace, ingress, namespace:NAME, sa:NS/NAME)")
 	}
