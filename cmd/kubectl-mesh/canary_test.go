@@ -170,7 +170,7 @@ spec: {selector: {app: nothing}, ports: [{port: 80}]}
 		want string
 	}{
 		{[]string{"canary", "start", "-n", ns, "ghost", "--stable", "v1", "--canary", "v2"}, 64, `service "ghost" not found`},
-		{[]string{"canary", "start", "-n", ns, "--stable", "v1", "--canary", "v2"}, 64, "name the Service"},
+		{[]string{"canary", "start", "-n", ns, "--stable", "v1", "--canary", "v2"}, 64, "name one Service"},
 		{[]string{"canary", "start", "-n", ns, "empty", "--stable", "v1", "--canary", "v2"}, 64, "selects no pods"},
 		{[]string{"canary", "start", "-n", ns, "nolabel", "--version-label", "track", "--stable", "v1", "--canary", "v2"}, 64, `no "track" label`},
 		{start, 64, "name the versions with --stable and --canary"},
