@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -97,4 +98,41 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestInterruptDuringApply: Ctrl-C in the middle of writing 300 objects
+// stops between two writes: exit 130, the change set says how far it got
+// and is marked interrupted, and undo removes exactly what was created.
+func TestInterruptDuringApply(t *testing.T) {
+	ns := "interrupt-apply"
+	createNamespace(t, ns)
+	var b strings.Builder
+	for i := range 300 {
+		fmt.Fprintf(&b, "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm-%03d, namespace: %s}\ndata: {i: \"%d\"}\n", i, ns, i)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd, out := startUntil(ctx, t, env.Kubeconfig, "ConfigMap/cm-010 -n "+ns+" created", "mesh", "apply", "-f", writeFile(t, "many.yaml", b.String()), "--yes")
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("exit %v, want 130:\n%s", err, out.String())
+	}
+	mustContain(t, "output", out.String(), "interrupted after", "of 300 change(s)", "kubectl mesh undo cs-")
+	cs := lastChangeSet(t)
+	if cs["status"] != "interrupted" {
+		t.Fatalf("change set status %v, want interrupted", cs["status"])
+	}
+	count := func() int {
+		r := kubectl(t, nil, "get", "configmaps", "-n", ns, "-l", "app.kubernetes.io/managed-by=kubectl-mesh", "-o", "name")
+		return len(strings.Fields(r.stdout))
+	}
+	if n := count(); n < 11 || n >= 300 {
+		t.Fatalf("%d ConfigMaps exist after the interrupt; want the ones written before it", n)
+	}
+	mesh(t, 0, "undo", cs["id"].(string), "--yes")
+	if n := count(); n != 0 {
+		t.Fatalf("undo left %d ConfigMaps", n)
+	}
 }

@@ -28,6 +28,10 @@ type Runner struct {
 	C *cli.Context
 }
 
+// writeTimeout bounds one object's re-read and write, which a Ctrl-C does
+// not cut short.
+const writeTimeout = time.Minute
+
 // Run takes a plan through diff → analyze and checks → confirm → journal →
 // apply → verify, stopping where the engine flags say.
 func (r *Runner) Run(ctx context.Context, plan *Plan) error {
@@ -341,13 +345,18 @@ func (r *Runner) apply(ctx context.Context, srv *server, plan *Plan, diffs []*Ob
 			return finish(journal.StatusInterrupted, exitcode.New(exitcode.Interrupted, fmt.Errorf(
 				"interrupted after %d of %d change(s); change set %s is recorded: run kubectl mesh undo %s to roll back, or re-run the command to finish", i, len(todo), cs.ID, cs.ID)))
 		}
-		cur, err := srv.get(ctx, d.Change.Object)
+		// Ctrl-C stops between two writes, never inside one: a cancelled
+		// request may still have been applied, and the journal would not
+		// know whether to undo it.
+		wctx, cancelWrite := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+		cur, err := srv.get(wctx, d.Change.Object)
 		if err == nil {
 			err = unchangedSinceDiff(d, cur)
 		}
 		if err == nil {
-			_, err = srv.do(ctx, d.Change, cur, false)
+			_, err = srv.do(wctx, d.Change, cur, false)
 		}
+		cancelWrite()
 		if err != nil {
 			status := journal.StatusFailed
 			if ctx.Err() != nil {
