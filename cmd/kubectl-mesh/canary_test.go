@@ -89,11 +89,18 @@ func TestCanary(t *testing.T) {
 		return jsonpath(t, ns, "virtualservice", "reviews", `{.spec.http[?(@.name=="primary")].route[*].destination.subset}={.spec.http[?(@.name=="primary")].route[*].weight}`)
 	}
 
+	// GitOps: -o yaml prints the merged objects and writes nothing.
+	r := mesh(t, 0, "canary", "start", "-n", ns, "reviews", "--stable", "v1", "--canary", "v2", "--weight", "10", "-o", "yaml")
+	mustContain(t, "export", r.stdout, "kind: DestinationRule", "kind: VirtualService", "weight: 90", "canary.kubectl-mesh.io/state")
+	if r := kubectl(t, nil, "get", "virtualservice", "reviews", "-n", ns); r.code == 0 {
+		t.Fatal("-o yaml created the VirtualService")
+	}
+
 	mesh(t, 0, "canary", "start", "-n", ns, "reviews", "--stable", "v1", "--canary", "v2", "--weight", "10", "--yes")
 	if got := weights(); got != "v1 v2=90 10" {
 		t.Fatalf("after start: %q", got)
 	}
-	r := mesh(t, 0, "canary", "status", "-n", ns, "reviews", "--prometheus-url", prom.URL, "--interval", "30m")
+	r = mesh(t, 0, "canary", "status", "-n", ns, "reviews", "--prometheus-url", prom.URL, "--interval", "30m")
 	mustContain(t, "status", r.stdout, "v1 (stable, 1 pod(s)) 90%", "v2 (canary, 1 pod(s)) 10%", "gate failed: v2: success 70.00%")
 	r = mesh(t, 64, "canary", "start", "-n", ns, "reviews", "--stable", "v1", "--canary", "v3", "--yes")
 	mustContain(t, "second start", errorLine(t, r), "a canary of v2 is in progress for reviews at 10%")

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -12,6 +14,21 @@ import (
 func TestOnboard(t *testing.T) {
 	installFakeControlPlane(t)
 	createNamespace(t, "frontend") // Istio's analyzers refuse callers from a namespace that does not exist (IST0101)
+
+	// GitOps: --output-dir writes the bundle and a kustomization, nothing else.
+	dir := t.TempDir()
+	mesh(t, 0, "onboard", "gitops", "--allow-from", "ingress", "--output-dir", dir)
+	for _, f := range []string{"kustomization.yaml"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Fatalf("--output-dir: %v", err)
+		}
+	}
+	if files, _ := os.ReadDir(dir); len(files) < 6 {
+		t.Fatalf("--output-dir wrote %d files, want the bundle (namespace, policies, Sidecar) and a kustomization", len(files))
+	}
+	if r := kubectl(t, nil, "get", "namespace", "gitops"); r.code == 0 {
+		t.Fatal("--output-dir created the namespace")
+	}
 	r := mesh(t, 0, "onboard", "payments", "-n", "payments", "--allow-from", "same-namespace,ingress,namespace:frontend", "--egress-to", "shared", "--team-group", "payments-devs", "--yes")
 	mustContain(t, "summary", r.stdout, "Team payments is onboarded in namespace payments", "injection from 1-31; mTLS STRICT", "callers allowed (enforced): same-namespace, ingress, namespace:frontend")
 	if l := labelsOf(t, "namespace", "", "payments"); l["kubectl-mesh.io/team"] != "payments" || l["istio.io/rev"] != "1-31" {

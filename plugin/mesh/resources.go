@@ -9,3 +9,11 @@ var (
 	DestinationRules      = schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "destinationrules"}
 	VirtualServices       = schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "virtualservices"}
 )
+
+// Marks kubectl mesh leaves on objects, read by other commands (status).
+const (
+	// LabelTeam is the team a namespace was onboarded for.
+	LabelTeam = "kubectl-mesh.io/team"
+	// AnnotationCanary holds a canary's state on its VirtualService.
+	AnnotationCanary = "canary.kubectl-mesh.io/state"
+)

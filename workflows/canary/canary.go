@@ -30,7 +30,7 @@ import (
 // DestinationRule the subsets canaries added (removed once no route uses
 // them, even by a later canary; the team's own subsets are never removed).
 const (
-	AnnotationState   = "canary.kubectl-mesh.io/state"
+	AnnotationState   = mesh.AnnotationCanary
 	AnnotationSubsets = "canary.kubectl-mesh.io/added-subsets"
 )
 

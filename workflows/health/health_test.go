@@ -71,7 +71,7 @@ func healthy() *cluster {
 			Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &intstr.IntOrString{IntVal: 1}, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "istiod"}}}}},
 		Services:   map[string]bool{"istio-system/istiod-1-31": true},
 		Mutating:   []admissionv1.MutatingWebhookConfiguration{hook("istio-sidecar-injector-1-31", "1-31", "istio-system", "istiod-1-31", []byte("ca"))},
-		Namespaces: []corev1.Namespace{ns("istio-system", nil), ns("shop", map[string]string{mesh.LabelRev: "1-31", LabelTeam: "shop"}), ns("default", nil)},
+		Namespaces: []corev1.Namespace{ns("istio-system", nil), ns("shop", map[string]string{mesh.LabelRev: "1-31", mesh.LabelTeam: "shop"}), ns("default", nil)},
 		Workloads:  []mesh.Workload{{Namespace: "shop", Kind: "Deployment", Name: "api", Pods: []mesh.Pod{sidecarPod("1-31", true)}}},
 		PAs:        []mesh.PeerAuth{{Namespace: "shop", Name: "default", Mode: mesh.ModeStrict, Created: now.Add(-time.Hour)}},
 	}
@@ -174,7 +174,7 @@ func TestChecks(t *testing.T) {
 func TestStatusRows(t *testing.T) {
 	s := healthy()
 	s.VSs = []*unstructured.Unstructured{{Object: map[string]any{"metadata": map[string]any{"name": "reviews", "namespace": "shop",
-		"annotations": map[string]any{annotationCanary: `{"service":"reviews","stable":"v1","canary":"v2","weight":25}`}}}}}
+		"annotations": map[string]any{mesh.AnnotationCanary: `{"service":"reviews","stable":"v1","canary":"v2","weight":25}`}}}}}
 	rep := summarize(s, "istio-system")
 	if len(rep.Namespaces) != 1 || rep.OutsideMesh != 2 {
 		t.Fatalf("rows: %+v outside %d", rep.Namespaces, rep.OutsideMesh)

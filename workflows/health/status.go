@@ -16,13 +16,6 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 )
 
-// LabelTeam marks a namespace onboarded for a team.
-const LabelTeam = "kubectl-mesh.io/team"
-
-// annotationCanary is the canary state annotation on VirtualServices
-// (kept in sync with workflows/canary, which this package does not import).
-const annotationCanary = "canary.kubectl-mesh.io/state"
-
 // StatusReport is status's output; -o json prints it as is.
 type StatusReport struct {
 	ControlPlanes []ControlPlane    `json:"controlPlanes"`
@@ -128,7 +121,7 @@ func summarize(s *cluster, root string) *StatusReport {
 	}
 	canaries := map[string][]string{}
 	for _, vs := range s.VSs {
-		if raw := vs.GetAnnotations()[annotationCanary]; raw != "" {
+		if raw := vs.GetAnnotations()[mesh.AnnotationCanary]; raw != "" {
 			canaries[vs.GetNamespace()] = append(canaries[vs.GetNamespace()], canaryLine(vs, raw))
 		}
 	}
@@ -139,7 +132,7 @@ func summarize(s *cluster, root string) *StatusReport {
 			in += w.Injected()
 			total += len(w.Pods)
 		}
-		inj, team := injection(ns), ns.Labels[LabelTeam]
+		inj, team := injection(ns), ns.Labels[mesh.LabelTeam]
 		if inj == "" && in == 0 && team == "" {
 			rep.OutsideMesh++
 			continue

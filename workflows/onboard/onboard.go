@@ -30,7 +30,7 @@ import (
 
 // Labels and annotations onboarding sets on the namespace.
 const (
-	LabelTeam        = "kubectl-mesh.io/team"
+	LabelTeam        = mesh.LabelTeam
 	AnnotationConfig = "kubectl-mesh.io/onboard"
 )
 
