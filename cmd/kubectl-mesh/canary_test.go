@@ -212,3 +212,24 @@ spec: {selector: {app: nothing}, ports: [{port: 80}]}
 		t.Fatalf("a failed step changed the weights: %q", got)
 	}
 }
+
+// TestCanaryStartOnTerminal: without flags, canary start asks for the
+// versions, the weight, a header and mirroring.
+func TestCanaryStartOnTerminal(t *testing.T) {
+	ns := "canary-tty"
+	createNamespace(t, ns)
+	mustKubectl(t, "apply", "-f", writeFile(t, "reviews.yaml", reviewsApp(ns)))
+	mustKubectl(t, "rollout", "status", "deployment/reviews-v2", "-n", ns, "--timeout=60s")
+	screen, code := runOnTerminalSteps(t, []termStep{
+		{"Stable version", typeKeys("\r")},                   // v1
+		{"Canary version", typeKeys("\x1b[B\r")},             // v2
+		{"Initial canary weight", typeKeys("\x15" + "25\r")}, // clear the default, type 25
+		{"Header that always reaches", typeKeys("\r")},
+		{"Share of traffic to mirror", typeKeys("\r")},
+		{"Apply these", typeKeys("y\r")},
+	}, "mesh", "canary", "start", "-n", ns, "reviews")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	mustContain(t, "terminal", screen, "v1 (stable, 1 pod(s)) 75%", "v2 (canary, 1 pod(s)) 25%")
+}

@@ -120,3 +120,27 @@ func TestOnboardBadInput(t *testing.T) {
 		t.Fatal("bad input created the namespace")
 	}
 }
+
+// TestOnboardOnTerminal: without flags, onboard asks for each choice.
+func TestOnboardOnTerminal(t *testing.T) {
+	installFakeControlPlane(t)
+	screen, code := runOnTerminalSteps(t, []termStep{
+		{"mTLS mode", typeKeys("\r")}, // STRICT: nothing runs in a new namespace
+		{"Callers allowed", typeKeys("same-namespace,ingress\r")},
+		{"JWT issuer", typeKeys("\r")},
+		{"External hostname", typeKeys("\r")},
+		{"Other namespaces", typeKeys("\r")},
+		{"Group that may edit", typeKeys("tty-devs\r")},
+		{"Apply these", typeKeys("y\r")},
+	}, "mesh", "onboard", "tty-team")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	mustContain(t, "terminal", screen, "Team tty-team is onboarded in namespace tty-team", "callers allowed (enforced): same-namespace, ingress", "group tty-devs may edit")
+	if got := jsonpath(t, "tty-team", "peerauthentication", "default", "{.spec.mtls.mode}"); got != "STRICT" {
+		t.Fatalf("mTLS: %q", got)
+	}
+	if got := jsonpath(t, "tty-team", "rolebinding", "tty-team-istio-networking", "{.subjects[0].name}"); got != "tty-devs" {
+		t.Fatalf("role binding subject: %q", got)
+	}
+}

@@ -132,7 +132,7 @@ func (o *start) Complete(ctx context.Context, c *cli.Context, args []string) err
 			if err != nil {
 				return err
 			}
-			if o.Weight, err = strconv.Atoi(w); err != nil {
+			if o.Weight, err = strconv.Atoi(strings.TrimSpace(w)); err != nil {
 				return exitcode.Usagef("invalid weight %s: use a whole number from 0 to 100", strconv.Quote(w))
 			}
 		}
@@ -142,6 +142,15 @@ func (o *start) Complete(ctx context.Context, c *cli.Context, args []string) err
 				return err
 			}
 			o.Header = h
+		}
+		if !o.cmd.Flags().Changed("mirror") {
+			m, err := c.Prompter.Input("Share of traffic to mirror to the canary (0–100):", strconv.Itoa(o.Mirror))
+			if err != nil {
+				return err
+			}
+			if o.Mirror, err = strconv.Atoi(strings.TrimSpace(m)); err != nil {
+				return exitcode.Usagef("invalid mirror share %s: use a whole number from 0 to 100", strconv.Quote(m))
+			}
 		}
 	}
 	return nil

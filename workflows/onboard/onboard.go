@@ -64,6 +64,7 @@ type Options struct {
 	secret         bool // the TLS secret exists in the gateway's namespace
 	jwksErr        error
 	ingressSA      string
+	inherited      bool                // a previous onboarding's options were read back
 	pas            []mesh.PeerAuth     // the namespace's PeerAuthentications
 	workloadLabels []map[string]string // distinct label sets of its pods
 	liveMode       string              // mode of its namespace-wide policy, "" when none
@@ -209,6 +210,11 @@ func (o *Options) Complete(ctx context.Context, c *cli.Context, args []string) e
 	if o.Revision, err = mesh.PickRevision(o.planes, o.Revision, ask); err != nil {
 		return err
 	}
+	if c.CanPrompt() && !o.inherited {
+		if err := o.ask(c); err != nil {
+			return err
+		}
+	}
 	if o.running > 0 {
 		if o.mtlsChecks, err = mtls.Findings(ctx, c, ns); err != nil {
 			return err
@@ -242,6 +248,7 @@ func (o *Options) inherit(live *unstructured.Unstructured) error {
 	if prev.Team != o.Team {
 		return nil // another team's settings are not ours to inherit
 	}
+	o.inherited = true
 	set := func(flag string, apply func()) {
 		if !o.flags.Changed(flag) {
 			apply()
@@ -260,6 +267,67 @@ func (o *Options) inherit(live *unstructured.Unstructured) error {
 	set("team-group", func() { o.TeamGroup = prev.TeamGroup })
 	set("authz-dry-run", func() { o.AuthzDryRun = prev.AuthzDryRun })
 	return o.syntax()
+}
+
+// ask fills, on a terminal, every choice the flags left open; a re-run of
+// an onboarding does not ask again (its options are read back).
+func (o *Options) ask(c *cli.Context) error {
+	p := c.Prompter
+	input := func(flag, question, def string, into func(string)) error {
+		if o.flags.Changed(flag) {
+			return nil
+		}
+		ans, err := p.Input(question, def)
+		if err == nil {
+			into(strings.TrimSpace(ans))
+		}
+		return err
+	}
+	list := func(s string) []string {
+		var out []string
+		for _, part := range strings.Split(s, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				out = append(out, part)
+			}
+		}
+		return out
+	}
+	if !o.flags.Changed("mtls") && o.liveMode != mesh.ModeStrict {
+		m, err := p.Select("mTLS mode:", []string{mesh.ModeStrict, mesh.ModePermissive}, o.MTLS)
+		if err != nil {
+			return err
+		}
+		o.MTLS = m
+	}
+	steps := []struct {
+		flag, question, def string
+		into                func(string)
+	}{
+		{"allow-from", "Callers allowed (same-namespace, ingress, namespace:NAME, sa:NS/NAME; comma-separated):", strings.Join(o.AllowFrom, ","), func(s string) { o.AllowFrom = list(s) }},
+		{"jwt-issuer", "JWT issuer to require from the ingress gateway (https URL; empty for none):", "", func(s string) { o.JWTIssuer = s }},
+		{"host", "External hostname through the ingress gateway (empty for none):", "", func(s string) { o.Host = s }},
+		{"egress-to", "Other namespaces the team calls (comma-separated; empty for none):", "", func(s string) { o.EgressTo = list(s) }},
+		{"team-group", "Group that may edit the namespace's Istio routing (empty for none):", "", func(s string) { o.TeamGroup = s }},
+	}
+	for _, s := range steps {
+		if err := input(s.flag, s.question, s.def, s.into); err != nil {
+			return err
+		}
+		if s.flag == "jwt-issuer" && o.JWTIssuer != "" {
+			if err := input("jwks-uri", "Where the issuer's keys are (https URL):", strings.TrimSuffix(o.JWTIssuer, "/")+"/.well-known/jwks.json", func(v string) { o.JWKSURI = v }); err != nil {
+				return err
+			}
+		}
+		if s.flag == "host" && o.Host != "" {
+			if err := input("host-service", "Service and port it routes to (SERVICE:PORT):", "", func(v string) { o.HostService = v }); err != nil {
+				return err
+			}
+		}
+	}
+	if err := o.syntax(); err != nil {
+		return exitcode.New(exitcode.Usage, err)
+	}
+	return nil
 }
 
 // caller is one parsed --allow-from entry.
