@@ -175,6 +175,8 @@ func TestStatusRows(t *testing.T) {
 	s := healthy()
 	s.VSs = []*unstructured.Unstructured{{Object: map[string]any{"metadata": map[string]any{"name": "reviews", "namespace": "shop",
 		"annotations": map[string]any{mesh.AnnotationCanary: `{"service":"reviews","stable":"v1","canary":"v2","weight":25}`}}}}}
+	// An ingress gateway's pod carries istio-proxy: istio-system stays out of the table.
+	s.Workloads = append(s.Workloads, mesh.Workload{Namespace: "istio-system", Kind: "Deployment", Name: "istio-ingressgateway", Pods: []mesh.Pod{sidecarPod("1-31", true)}})
 	rep := summarize(s, "istio-system")
 	if len(rep.Namespaces) != 1 || rep.OutsideMesh != 2 {
 		t.Fatalf("rows: %+v outside %d", rep.Namespaces, rep.OutsideMesh)

@@ -133,7 +133,9 @@ func summarize(s *cluster, root string) *StatusReport {
 			total += len(w.Pods)
 		}
 		inj, team := injection(ns), ns.Labels[mesh.LabelTeam]
-		if inj == "" && in == 0 && team == "" {
+		// Gateways run an istio-proxy container too: the control plane's
+		// namespace is not a mesh namespace because of them.
+		if inj == "" && team == "" && (in == 0 || ns.Name == root) {
 			rep.OutsideMesh++
 			continue
 		}
