@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -74,8 +75,23 @@ type Env struct {
 	etcdURL   string
 	apiPort   int
 	apiserver *exec.Cmd
+	etcd      *exec.Cmd
 	procs     []*exec.Cmd
+	exited    map[*exec.Cmd]chan struct{} // closed when the process has exited
 	ownDir    bool
+}
+
+// errPortTaken: a process of ours exited because another control plane
+// (a concurrent test package) took a port between our pick and its bind.
+var errPortTaken = errors.New("testenv: port taken by another process")
+
+func (e *Env) running(cmd *exec.Cmd) bool {
+	select {
+	case <-e.exited[cmd]:
+		return false
+	default:
+		return true
+	}
 }
 
 // BinDir finds the directory with the control-plane binaries: $KUBECTL_MESH_BIN,
@@ -120,11 +136,48 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 		}
 		e.ownDir = true
 	}
-	if err := e.start(ctx); err != nil {
-		e.Stop()
-		return nil, err
+	for attempt := 1; ; attempt++ {
+		err = e.start(ctx)
+		if err == nil {
+			return e, nil
+		}
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			e.Stop()
+			return nil, err
+		}
+		e.logf("a port was taken by another process; starting again on new ports")
+		for _, p := range e.procs {
+			_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
+		}
+		e.reap()
+		_ = os.RemoveAll(filepath.Join(e.Dir, "etcd"))
 	}
-	return e, nil
+}
+
+// portTaken reports a bind failure in a component's log.
+func portTaken(logPath string) bool {
+	b, _ := os.ReadFile(logPath)
+	return bytes.Contains(b, []byte("address already in use"))
+}
+
+// servesOurCert checks that the server on our port presents the serving
+// certificate our kube-apiserver generated in its cert dir.
+func (e *Env) servesOurCert() bool {
+	want, err := os.ReadFile(e.path(filepath.Join("certs", "apiserver.crt")))
+	if err != nil {
+		return false
+	}
+	block, _ := pem.Decode(want)
+	if block == nil {
+		return false
+	}
+	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", e.apiPort), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	certs := conn.ConnectionState().PeerCertificates
+	return len(certs) > 0 && bytes.Equal(certs[0].Raw, block.Bytes)
 }
 
 func (e *Env) logf(format string, a ...any) {
@@ -135,7 +188,7 @@ func (e *Env) logf(format string, a ...any) {
 
 func (e *Env) start(ctx context.Context) error {
 	begin := time.Now()
-	ports, err := freePorts(3)
+	ports, err := pickPorts(3)
 	if err != nil {
 		return err
 	}
@@ -144,7 +197,7 @@ func (e *Env) start(ctx context.Context) error {
 	e.apiPort = ports[2]
 	e.URL = fmt.Sprintf("https://127.0.0.1:%d", e.apiPort)
 
-	if _, err := e.spawn("etcd", "--name=default", "--data-dir="+filepath.Join(e.Dir, "etcd"),
+	if e.etcd, err = e.spawn("etcd", "--name=default", "--data-dir="+filepath.Join(e.Dir, "etcd"),
 		"--listen-client-urls="+e.etcdURL, "--advertise-client-urls="+e.etcdURL,
 		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer,
 		"--initial-cluster=default="+peer, "--unsafe-no-fsync", "--log-level=warn"); err != nil {
@@ -155,6 +208,11 @@ func (e *Env) start(ctx context.Context) error {
 	}
 	if err := e.StartAPIServer(ctx); err != nil {
 		return err
+	}
+	// etcd fails at once when its port is taken; by now it would have, and
+	// our apiserver would be talking to someone else's etcd.
+	if !e.running(e.etcd) {
+		return errPortTaken
 	}
 	e.logf("apiserver ready at %s after %s", e.URL, time.Since(begin).Round(time.Millisecond))
 	if e.opts.IstioCRDs {
@@ -265,11 +323,16 @@ func (e *Env) StartAPIServer(ctx context.Context) error {
 		return err
 	}
 	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
-		if cmd.ProcessState != nil {
+		if !e.running(cmd) {
+			if portTaken(e.path("kube-apiserver.log")) {
+				return false, errPortTaken
+			}
 			return false, fmt.Errorf("kube-apiserver exited; see %s", e.path("kube-apiserver.log"))
 		}
 		body, err := e.Kube.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		return err == nil && string(body) == "ok", nil
+		// Another test's apiserver may answer on this port before ours
+		// fails to bind it: ready means ready with our own certificate.
+		return err == nil && string(body) == "ok" && e.servesOurCert(), nil
 	})
 }
 
@@ -277,7 +340,7 @@ func (e *Env) StartAPIServer(ctx context.Context) error {
 func (e *Env) KillAPIServer() {
 	if e.apiserver != nil && e.apiserver.Process != nil {
 		_ = e.apiserver.Process.Kill()
-		_, _ = e.apiserver.Process.Wait()
+		<-e.exited[e.apiserver]
 	}
 }
 
@@ -295,9 +358,25 @@ func (e *Env) spawn(name string, args ...string) (*exec.Cmd, error) {
 		logf.Close()
 		return nil, fmt.Errorf("testenv: start %s: %w", name, err)
 	}
-	go func() { _ = cmd.Wait(); logf.Close() }()
+	done := make(chan struct{})
+	if e.exited == nil {
+		e.exited = map[*exec.Cmd]chan struct{}{}
+	}
+	e.exited[cmd] = done
+	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
 	e.procs = append(e.procs, cmd)
 	return cmd, nil
+}
+
+// reap waits (briefly) for killed processes to exit and forgets them.
+func (e *Env) reap() {
+	for _, p := range e.procs {
+		select {
+		case <-e.exited[p]:
+		case <-time.After(time.Second):
+		}
+	}
+	e.procs, e.exited = nil, nil
 }
 
 // Stop kills every process and removes the temporary directory.
@@ -307,18 +386,14 @@ func (e *Env) Stop() {
 			_ = syscall.Kill(-p.Pid, syscall.SIGKILL)
 		}
 	}
-	for _, p := range e.procs {
-		for range 50 {
-			if p.ProcessState != nil {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	e.reap()
 	if e.ownDir {
 		_ = os.RemoveAll(e.Dir)
 	}
 }
+
+// pickPorts is freePorts; tests replace it to force a collision.
+var pickPorts = freePorts
 
 func freePorts(n int) ([]int, error) {
 	var ls []net.Listener

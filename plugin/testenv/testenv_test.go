@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,3 +66,61 @@ func TestControlPlaneRunsPods(t *testing.T) {
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+// TestStartSurvivesTakenPorts: when another control plane holds the ports
+// picked for a new one (concurrent test packages), the new one notices —
+// its etcd or apiserver cannot bind, or the apiserver answering is not its
+// own — and starts again on fresh ports instead of sharing the other's.
+func TestStartSurvivesTakenPorts(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	first, err := Start(ctx, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Stop()
+	for _, tc := range []struct {
+		name            string
+		etcd, apiserver bool
+	}{{"etcd port", true, false}, {"apiserver port", false, true}, {"both", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			pickPorts = func(n int) ([]int, error) {
+				calls++
+				ports, err := freePorts(n)
+				if calls == 1 && tc.etcd {
+					ports[0] = portOf(t, first.etcdURL)
+				}
+				if calls == 1 && tc.apiserver {
+					ports[2] = first.apiPort
+				}
+				return ports, err
+			}
+			defer func() { pickPorts = freePorts }()
+			second, err := Start(ctx, Options{Log: testWriter{t}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer second.Stop()
+			if calls < 2 || second.apiPort == first.apiPort {
+				t.Fatalf("the second control plane did not move to new ports (%d picks)", calls)
+			}
+			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "only-in-second"}}
+			if _, err := second.Kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := first.Kube.CoreV1().Namespaces().Get(ctx, ns.Name, metav1.GetOptions{}); err == nil {
+				t.Fatal("the two control planes share storage")
+			}
+		})
+	}
+}
+
+func portOf(t *testing.T, u string) int {
+	t.Helper()
+	var port int
+	if _, err := fmt.Sscanf(u[strings.LastIndex(u, ":")+1:], "%d", &port); err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
