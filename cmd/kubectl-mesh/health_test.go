@@ -38,6 +38,7 @@ func TestCheckAndStatusAfterInstall(t *testing.T) {
 
 	r = run(0, "mesh", "check")
 	mustContain(t, "after install", r.stdout,
+		"√ CRDs match the control plane (Istio 1.31, revision 1-31)",
 		"√ Deployment istio-system/istiod-1-31 is available", "√ Deployment istio-system/istio-ingressgateway is available",
 		"namespace shop → 1-31", "√ namespace shop: every pod has a sidecar (1/1)",
 		"‼ namespace shop is STRICT", "hint: kubectl mesh migrate-mtls -n shop", "‼ mesh workloads have readiness and liveness probes",

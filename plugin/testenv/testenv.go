@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -25,7 +24,6 @@ import (
 	"syscall"
 	"time"
 
-	"istio.io/istio/manifests"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -38,7 +36,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/kubectl-mesh/kubectl-mesh/plugin/manifest"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
 )
 
 // Users known to the API server's token file. Admin is in system:masters;
@@ -461,13 +459,7 @@ func (e *Env) startNodes(ctx context.Context) error {
 var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
 // IstioCRDs returns the CRDs embedded in the istio module (the base chart's crd-all).
-func IstioCRDs() ([]*unstructured.Unstructured, error) {
-	raw, err := fs.ReadFile(manifests.BuiltinOrDir(""), "charts/base/files/crd-all.gen.yaml")
-	if err != nil {
-		return nil, err
-	}
-	return manifest.Decode(raw)
-}
+func IstioCRDs() ([]*unstructured.Unstructured, error) { return mesh.ShippedCRDs() }
 
 // InstallIstioCRDs creates Istio's CRDs and waits until they are established.
 func InstallIstioCRDs(ctx context.Context, cfg *rest.Config) error {

@@ -270,6 +270,46 @@ func checkCRDs(rep *Report, s *cluster) {
 		return
 	}
 	rep.add("istio-crds", fmt.Sprintf("Istio CRDs are installed (%d)", len(s.IstioCRDs)), OK, "", "", "")
+	// The CRD set can be compared with a control plane of the embedded
+	// release only: another release ships other kinds.
+	embedded := minor(install.DefaultTag)
+	for _, cp := range s.Planes {
+		if minor(imageTag(s.istiod(cp))) != embedded {
+			continue
+		}
+		var older, extra []string
+		for _, c := range s.ShippedCRDs {
+			if !slices.Contains(s.IstioCRDs, c) {
+				older = append(older, c)
+			}
+		}
+		for _, c := range s.IstioCRDs {
+			if !slices.Contains(s.ShippedCRDs, c) {
+				extra = append(extra, c)
+			}
+		}
+		name := fmt.Sprintf("CRDs match the control plane (Istio %s, revision %s)", embedded, cp.Revision)
+		switch {
+		case len(older) > 0:
+			rep.add("istio-crds", name, Warn, "missing kinds the control plane serves: "+short(older)+" (CRDs older than istiod)",
+				"upgrade the CRDs with the control plane: kubectl mesh install --revision "+cp.Revision, "https://istio.io/latest/docs/setup/upgrade/")
+		case len(extra) > 0:
+			rep.add("istio-crds", name, Warn, "kinds this release does not ship (left by another version): "+short(extra),
+				"check nothing uses them, then delete the CRDs", "")
+		default:
+			rep.add("istio-crds", name, OK, "", "", "")
+		}
+		return
+	}
+}
+
+// minor is "1.31" of "1.31.0" (or of "1.31-dev").
+func minor(tag string) string {
+	parts := strings.SplitN(strings.TrimPrefix(tag, "v"), ".", 3)
+	if len(parts) < 2 {
+		return tag
+	}
+	return parts[0] + "." + strings.SplitN(parts[1], "-", 2)[0]
 }
 
 // drainBlocking reports a PDB that lets no pod of d be evicted.

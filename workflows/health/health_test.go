@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -64,7 +65,8 @@ func healthy() *cluster {
 	istiod.Spec.Template.Spec.Containers[0].Image = "docker.io/istio/pilot:1.31.0"
 	return &cluster{
 		Version:     "v1.36.1",
-		IstioCRDs:   append([]string{}, coreCRDs...),
+		IstioCRDs:   shipped(),
+		ShippedCRDs: shipped(),
 		Planes:      []mesh.ControlPlane{{Revision: "1-31", Namespace: "istio-system"}},
 		Deployments: []appsv1.Deployment{istiod, deploy("shop", "api", 1, 1, map[string]string{"app": "api"}, true)},
 		PDBs: []policyv1.PodDisruptionBudget{{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "istiod"},
@@ -75,6 +77,14 @@ func healthy() *cluster {
 		Workloads:  []mesh.Workload{{Namespace: "shop", Kind: "Deployment", Name: "api", Pods: []mesh.Pod{sidecarPod("1-31", true)}}},
 		PAs:        []mesh.PeerAuth{{Namespace: "shop", Name: "default", Mode: mesh.ModeStrict, Created: now.Add(-time.Hour)}},
 	}
+}
+
+func shipped() []string {
+	names, err := shippedCRDNames()
+	if err != nil {
+		panic(err)
+	}
+	return slices.Clone(names)
 }
 
 func results(s *cluster) *Report {
@@ -128,7 +138,11 @@ func TestChecks(t *testing.T) {
 		want    string
 	}{
 		{"old kubernetes", func(s *cluster) { s.Version = "v1.26.3" }, Fail, "the cluster runs v1.26.3"},
-		{"missing CRDs", func(s *cluster) { s.IstioCRDs = s.IstioCRDs[:2] }, Fail, "missing: gateways.networking.istio.io"},
+		{"missing CRDs", func(s *cluster) { s.IstioCRDs = coreCRDs[:2] }, Fail, "missing: gateways.networking.istio.io"},
+		{"CRDs older than istiod", func(s *cluster) {
+			s.IstioCRDs = slices.DeleteFunc(s.IstioCRDs, func(n string) bool { return n == "telemetries.telemetry.istio.io" })
+		}, Warn, "missing kinds the control plane serves: telemetries.telemetry.istio.io"},
+		{"leftover CRD", func(s *cluster) { s.IstioCRDs = append(s.IstioCRDs, "istiooperators.install.istio.io") }, Warn, "(left by another version): istiooperators.install.istio.io"},
 		{"no istiod", func(s *cluster) { s.Planes = nil }, Fail, "no Deployment labelled app=istiod"},
 		{"istiod down", func(s *cluster) { s.Deployments[0].Status.AvailableReplicas = 0 }, Fail, "0/2 replicas available"},
 		{"istiod degraded", func(s *cluster) { s.Deployments[0].Status.AvailableReplicas = 1 }, Warn, "1/2 replicas available"},
@@ -194,5 +208,16 @@ func TestStatusRows(t *testing.T) {
 		if len(line) > 100 {
 			t.Fatalf("status line wider than 100 columns: %q", line)
 		}
+	}
+}
+
+// TestCRDsOfAnotherRelease: a control plane of another release ships other
+// kinds, so the CRD set is not compared with the embedded one.
+func TestCRDsOfAnotherRelease(t *testing.T) {
+	s := healthy()
+	s.Deployments[0].Spec.Template.Spec.Containers[0].Image = "docker.io/istio/pilot:1.29.2"
+	s.IstioCRDs = append(s.IstioCRDs, "istiooperators.install.istio.io")
+	if rep := results(s); rep.Summary.Warn != 0 || find(rep, OK, "CRDs match") {
+		t.Fatalf("CRDs compared against another release: %+v", rep.Results)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
 	"golang.org/x/sync/errgroup"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
@@ -27,6 +28,7 @@ var crds = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "
 type cluster struct {
 	Version     string
 	IstioCRDs   []string
+	ShippedCRDs []string // the CRDs of the Istio release this binary embeds
 	Planes      []mesh.ControlPlane
 	Deployments []appsv1.Deployment
 	PDBs        []policyv1.PodDisruptionBudget
@@ -56,6 +58,9 @@ func read(ctx context.Context, c *cli.Context, namespace string, progress step) 
 		return nil, fmt.Errorf("cannot reach the API server: %w", err)
 	}
 	s := &cluster{Version: sv.GitVersion, Services: map[string]bool{}}
+	if s.ShippedCRDs, err = shippedCRDNames(); err != nil {
+		return nil, err
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		l, err := cl.Metadata.Resource(crds).List(ctx, metav1.ListOptions{})
@@ -161,3 +166,40 @@ func injection(ns corev1.Namespace) string {
 	}
 	return ""
 }
+
+// istiod is the Deployment serving a control plane, nil when none matches.
+func (s *cluster) istiod(cp mesh.ControlPlane) *appsv1.Deployment {
+	for i, d := range s.Deployments {
+		rev := d.Labels[mesh.LabelRev]
+		if rev == "" {
+			rev = mesh.DefaultRevision
+		}
+		if d.Labels["app"] == "istiod" && d.Namespace == cp.Namespace && rev == cp.Revision {
+			return &s.Deployments[i]
+		}
+	}
+	return nil
+}
+
+// imageTag is the tag of a Deployment's first container, "?" when unknown.
+func imageTag(d *appsv1.Deployment) string {
+	if d != nil {
+		if cs := d.Spec.Template.Spec.Containers; len(cs) > 0 {
+			if i := strings.LastIndex(cs[0].Image, ":"); i >= 0 {
+				return cs[0].Image[i+1:]
+			}
+		}
+	}
+	return "?"
+}
+
+// shippedCRDNames decodes the embedded CRDs once per process (check --wait
+// reads the cluster again and again).
+var shippedCRDNames = sync.OnceValues(func() ([]string, error) {
+	crds, err := mesh.ShippedCRDs()
+	var names []string
+	for _, c := range crds {
+		names = append(names, c.GetName())
+	}
+	return names, err
+})

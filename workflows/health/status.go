@@ -94,24 +94,15 @@ func (o *Status) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, erro
 func summarize(s *cluster, root string) *StatusReport {
 	rep := &StatusReport{ControlPlanes: []ControlPlane{}, Namespaces: []NamespaceStatus{}}
 	for _, cp := range s.Planes {
-		row := ControlPlane{Revision: cp.Revision, Namespace: cp.Namespace, Tags: cp.Tags, Version: "?", Ready: "?"}
-		for _, d := range s.Deployments {
-			rev := d.Labels[mesh.LabelRev]
-			if rev == "" {
-				rev = mesh.DefaultRevision
+		row := ControlPlane{Revision: cp.Revision, Namespace: cp.Namespace, Tags: cp.Tags, Ready: "?"}
+		d := s.istiod(cp)
+		row.Version = imageTag(d)
+		if d != nil {
+			want := int32(1)
+			if d.Spec.Replicas != nil {
+				want = *d.Spec.Replicas
 			}
-			if d.Labels["app"] == "istiod" && d.Namespace == cp.Namespace && rev == cp.Revision {
-				if cs := d.Spec.Template.Spec.Containers; len(cs) > 0 {
-					if i := strings.LastIndex(cs[0].Image, ":"); i >= 0 {
-						row.Version = cs[0].Image[i+1:]
-					}
-				}
-				want := int32(1)
-				if d.Spec.Replicas != nil {
-					want = *d.Spec.Replicas
-				}
-				row.Ready = fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, want)
-			}
+			row.Ready = fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, want)
 		}
 		rep.ControlPlanes = append(rep.ControlPlanes, row)
 	}
