@@ -26,7 +26,7 @@ test: tools lint ## everything: builds what the tests need, then unit and end-to
 	# (golang/go#75804, fixed in Go 1.27).
 	$(MAKE) fuzz FUZZTIME=5000x
 
-FUZZTIME ?= 30s
+FUZZTIME ?= 200000x
 fuzz: ## fuzz every parser of user input (FUZZTIME each)
 	go test ./plugin/manifest -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	go test ./plugin/analysis -run '^$$' -fuzz '^FuzzParseSuppression$$' -fuzztime $(FUZZTIME)
