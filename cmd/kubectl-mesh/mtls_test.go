@@ -347,7 +347,7 @@ func TestMigrateMTLSOnTerminal(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	mustContain(t, "terminal", screen, "namespace mtls-tty is PERMISSIVE (Istio's default)", "MTLS-TELEMETRY-SKIPPED", "PeerAuthentication/api-mtls-exception -n mtls-tty port 8080")
+	mustContain(t, "terminal", screen, "namespace mtls-tty is PERMISSIVE (Istio's default)", "PORT  MODE        DECIDED BY", "MTLS-TELEMETRY-SKIPPED", "PeerAuthentication/api-mtls-exception -n mtls-tty port 8080")
 	if got := peerAuthMode(t, "mtls-tty", "default"); got != "STRICT" {
 		t.Fatalf("namespace policy is %q, want STRICT", got)
 	}

@@ -136,22 +136,29 @@ func joinPorts(ports []uint32) string {
 	return "ports " + strings.Join(s, ",")
 }
 
+// targets are the namespaces the change reaches: the namespace, or for
+// --mesh-wide every namespace in the mesh without a mode of its own.
+func (o *Options) targets() map[string]bool {
+	t := map[string]bool{}
+	if !o.MeshWide {
+		t[o.Namespace] = true
+		return t
+	}
+	for ns := range o.snap.Namespaces {
+		wide := mesh.NamespaceWide(o.snap.PAs, ns)
+		if ns != o.root && inMesh(o.snap, ns) && (len(wide) == 0 || wide[0].Mode == mesh.ModeUnset) {
+			t[ns] = true
+		}
+	}
+	return t
+}
+
 // build is the pure part of Plan: the policies, the checks (without
 // telemetry), the report.
 func (o *Options) build(selectors map[exception]map[string]string, now time.Time) (*migration, *pipeline.Plan, error) {
-	m := &migration{snap: o.snap, namespace: o.Namespace, mode: mesh.ModeStrict, targets: map[string]bool{}}
+	m := &migration{snap: o.snap, namespace: o.Namespace, mode: mesh.ModeStrict, targets: o.targets()}
 	if o.Stage == StagePermissive {
 		m.mode = mesh.ModePermissive
-	}
-	if o.MeshWide {
-		for ns := range o.snap.Namespaces {
-			wide := mesh.NamespaceWide(o.snap.PAs, ns)
-			if ns != o.root && inMesh(o.snap, ns) && (len(wide) == 0 || wide[0].Mode == mesh.ModeUnset) {
-				m.targets[ns] = true
-			}
-		}
-	} else {
-		m.targets[o.Namespace] = true
 	}
 
 	nsChange, nsPolicy := m.namespacePolicy(now)
@@ -348,25 +355,36 @@ func (o *Options) telemetry(ctx context.Context, c *cli.Context, m *migration) (
 
 // report prints the effective mode of every workload and port, now and
 // after the plan.
-func (m *migration) report(w io.Writer) {
+func (m *migration) report(w io.Writer) { m.modes(w, true) }
+
+// modes prints the effective mode of every workload and port in scope, and
+// with after also the mode once the plan is applied and what decides it.
+func (m *migration) modes(w io.Writer, after bool) {
 	ws := m.workloads()
 	if len(ws) == 0 {
 		fmt.Fprintln(w, "No running workloads in scope.")
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WORKLOAD\tSIDECARS\tPORT\tNOW\tAFTER\tDECIDED BY (AFTER)")
+	if after {
+		fmt.Fprintln(tw, "WORKLOAD\tSIDECARS\tPORT\tNOW\tAFTER\tDECIDED BY (AFTER)")
+	} else {
+		fmt.Fprintln(tw, "WORKLOAD\tSIDECARS\tPORT\tMODE\tDECIDED BY")
+	}
 	for _, wl := range ws {
 		pod := wl.Pods[0].Object
-		before := mesh.ChainFor(m.snap.Root, m.snap.PAs, wl.Namespace, pod.Labels)
-		after := mesh.ChainFor(m.snap.Root, m.after, wl.Namespace, pod.Labels)
+		now := mesh.ChainFor(m.snap.Root, m.snap.PAs, wl.Namespace, pod.Labels)
+		then := mesh.ChainFor(m.snap.Root, m.after, wl.Namespace, pod.Labels)
 		ports := appPorts(pod)
 		if len(ports) == 0 {
 			ports = []uint32{0}
 		}
 		for _, port := range ports {
-			nowMode, _ := before.Mode(port)
-			afterMode, source := after.Mode(port)
+			nowMode, nowSource := now.Mode(port)
+			afterMode, source := then.Mode(port)
+			if !after {
+				source = nowSource
+			}
 			if source == "" {
 				source = "Istio default"
 			}
@@ -377,7 +395,11 @@ func (m *migration) report(w io.Writer) {
 			if port != 0 {
 				p = strconv.Itoa(int(port))
 			}
-			fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%s\t%s\t%s\n", wref(wl), wl.Injected(), len(wl.Pods), p, nowMode, afterMode, source)
+			if after {
+				fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%s\t%s\t%s\n", wref(wl), wl.Injected(), len(wl.Pods), p, nowMode, afterMode, source)
+			} else {
+				fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%s\t%s\n", wref(wl), wl.Injected(), len(wl.Pods), p, nowMode, source)
+			}
 		}
 	}
 	_ = tw.Flush()
