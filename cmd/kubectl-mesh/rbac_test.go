@@ -64,8 +64,38 @@ func TestRBACLeastPrivilege(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("abort with the printed roles: exit %d\n%s", r.code, r.stderr)
 	}
-	r = kubectl(t, admin, "mesh", "rbac", "install")
+	r = kubectl(t, admin, "mesh", "rbac", "apply")
 	if r.code != 64 || !strings.Contains(errorLine(t, r), "use one of canary abort, canary promote") {
-		t.Fatalf("rbac install: exit %d %s", r.code, r.stderr)
+		t.Fatalf("rbac apply: exit %d %s", r.code, r.stderr)
 	}
+}
+
+// TestRBACInstall: the roles kubectl mesh rbac install prints are enough
+// for a user without any other right to install the production profile.
+func TestRBACInstall(t *testing.T) {
+	e := startEnv(t, testenv.Options{Nodes: true})
+	admin := []string{"KUBECONFIG=" + e.Kubeconfig}
+	kc, err := e.WriteKubeconfig("restricted", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	restricted := []string{"KUBECONFIG=" + kc}
+	if r := kubectl(t, admin, "create", "namespace", "kubectl-mesh"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	r := kubectl(t, restricted, "mesh", "install", "--revision", "1-31", "--yes")
+	if r.code != 77 {
+		t.Fatalf("install without rights: exit %d\n%s", r.code, r.stderr)
+	}
+	cmd := exec.Command("sh", "-c", "kubectl mesh rbac install -n istio-system --user restricted | kubectl apply -f -")
+	cmd.Env = append(append(os.Environ(), admin...), "PATH="+pathEnv)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("applying the printed roles: %v\n%s", err, out)
+	}
+	r = kubectl(t, restricted, "mesh", "install", "--revision", "1-31", "--yes", "--timeout", "90s")
+	if r.code != 0 {
+		t.Fatalf("install with the printed roles: exit %d\n%s", r.code, r.stderr)
+	}
+	assertNoLeaks(t, r)
+	mustContain(t, "install", r.stderr, "Deployment/istiod-1-31 -n istio-system: 2 of 2 available")
 }

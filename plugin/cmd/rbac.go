@@ -66,8 +66,9 @@ namespace given with -n: a Role there, a ClusterRole for cluster-wide reads
 namespace must exist (kubectl create namespace kubectl-mesh).
 
 Workflows: ` + strings.Join(names, ", ") + `.
-install, uninstall and apply need what their manifests contain: CRDs, webhooks
-and ClusterRoles make them cluster-admin work.`,
+install and uninstall are computed from the default (production) render:
+they create CRDs, webhooks and ClusterRoles, so the grants are broad and
+include RBAC escalate/bind. apply needs whatever its files contain.`,
 		Example: `  kubectl mesh rbac canary -n shop --user alice | kubectl apply -f -
   kubectl mesh rbac migrate-mtls -n shop --group platform`,
 		Args: cobra.MinimumNArgs(1),
@@ -85,7 +86,10 @@ and ClusterRoles make them cluster-admin work.`,
 			if err != nil {
 				return err
 			}
-			perms := p.Permissions(ns)
+			perms, err := p.Permissions(ns)
+			if err != nil {
+				return err
+			}
 			if !withoutAnalysis {
 				perms = append(perms, analysisNeeds()...)
 			}

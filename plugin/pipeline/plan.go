@@ -164,9 +164,10 @@ type Permission struct {
 	ResourceNames []string
 }
 
-// Permissioned workflows declare what they need, for kubectl mesh rbac.
+// Permissioned workflows declare what they need, for kubectl mesh rbac;
+// with their default options when the grants depend on them (install).
 type Permissioned interface {
-	Permissions(namespace string) []Permission
+	Permissions(namespace string) ([]Permission, error)
 }
 
 // Grant builds permissions for several resources of one API group.

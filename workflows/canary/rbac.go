@@ -5,11 +5,11 @@ import "github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 // Permissions implements pipeline.Permissioned for every canary subcommand:
 // the Service and its pods, the routing objects, and Prometheus found and
 // reached through the API server for the gate.
-func (o *common) Permissions(string) []pipeline.Permission {
+func (o *common) Permissions(string) ([]pipeline.Permission, error) {
 	var p []pipeline.Permission
 	p = append(p, pipeline.Grant("", false, pipeline.Read, "services", "pods")...)
 	p = append(p, pipeline.Grant("networking.istio.io", false, pipeline.Write, "destinationrules", "virtualservices")...)
 	p = append(p, pipeline.Grant("", true, []string{"list"}, "services")...)
 	p = append(p, pipeline.Grant("", true, []string{"get", "create"}, "services/proxy")...)
-	return p
+	return p, nil
 }

@@ -17,7 +17,7 @@ func reads() []pipeline.Permission {
 }
 
 // Permissions implements pipeline.Permissioned.
-func (o *Check) Permissions(string) []pipeline.Permission { return reads() }
+func (o *Check) Permissions(string) ([]pipeline.Permission, error) { return reads(), nil }
 
 // Permissions implements pipeline.Permissioned.
-func (o *Status) Permissions(string) []pipeline.Permission { return reads() }
+func (o *Status) Permissions(string) ([]pipeline.Permission, error) { return reads(), nil }

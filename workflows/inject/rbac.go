@@ -5,7 +5,7 @@ import "github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 // Permissions implements pipeline.Permissioned: edit this one namespace's
 // labels, read its pods and controllers, restart workloads, and find the
 // control planes (istiod Deployments and tag webhooks) cluster-wide.
-func (o *Options) Permissions(ns string) []pipeline.Permission {
+func (o *Options) Permissions(ns string) ([]pipeline.Permission, error) {
 	p := []pipeline.Permission{
 		{Resource: "namespaces", Verbs: []string{"list"}, ClusterWide: true},
 		{Resource: "namespaces", Verbs: []string{"get", "update", "patch"}, ClusterWide: true, ResourceNames: []string{ns}},
@@ -16,5 +16,5 @@ func (o *Options) Permissions(ns string) []pipeline.Permission {
 	p = append(p, pipeline.Grant("batch", false, pipeline.Read, "jobs")...)
 	p = append(p, pipeline.Grant("apps", true, []string{"list"}, "deployments")...)
 	p = append(p, pipeline.Grant("admissionregistration.k8s.io", true, []string{"list"}, "mutatingwebhookconfigurations")...)
-	return p
+	return p, nil
 }

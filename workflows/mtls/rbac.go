@@ -7,7 +7,7 @@ import "github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 // (DestinationRules anywhere, webhooks, API services) plus Prometheus
 // through the API server. --mesh-wide also lists pods and services in
 // every namespace: grant the namespaced reads cluster-wide for it.
-func (o *Options) Permissions(string) []pipeline.Permission {
+func (o *Options) Permissions(string) ([]pipeline.Permission, error) {
 	var p []pipeline.Permission
 	p = append(p, pipeline.Grant("security.istio.io", false, pipeline.Write, "peerauthentications")...)
 	p = append(p, pipeline.Grant("", false, pipeline.Read, "pods")...)
@@ -19,5 +19,5 @@ func (o *Options) Permissions(string) []pipeline.Permission {
 	p = append(p, pipeline.Grant("networking.istio.io", true, pipeline.Read, "destinationrules")...)
 	p = append(p, pipeline.Grant("admissionregistration.k8s.io", true, pipeline.Read, "mutatingwebhookconfigurations", "validatingwebhookconfigurations")...)
 	p = append(p, pipeline.Grant("apiregistration.k8s.io", true, pipeline.Read, "apiservices")...)
-	return p
+	return p, nil
 }

@@ -6,7 +6,7 @@ import "github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 // yet, so the bundle's kinds are granted cluster-wide; the namespace itself
 // only by name (create cannot be narrowed by name). Creating the team's
 // Role needs the networking grants it hands out (RBAC escalation checks).
-func (o *Options) Permissions(ns string) []pipeline.Permission {
+func (o *Options) Permissions(ns string) ([]pipeline.Permission, error) {
 	p := []pipeline.Permission{
 		{Resource: "namespaces", Verbs: []string{"create", "list"}, ClusterWide: true},
 		{Resource: "namespaces", Verbs: []string{"get", "update", "patch", "delete"}, ClusterWide: true, ResourceNames: []string{ns}},
@@ -20,5 +20,5 @@ func (o *Options) Permissions(ns string) []pipeline.Permission {
 	p = append(p, pipeline.Grant("batch", true, pipeline.Read, "jobs")...)
 	p = append(p, pipeline.Grant("admissionregistration.k8s.io", true, pipeline.Read, "mutatingwebhookconfigurations", "validatingwebhookconfigurations")...)
 	p = append(p, pipeline.Grant("apiregistration.k8s.io", true, pipeline.Read, "apiservices")...)
-	return p
+	return p, nil
 }
