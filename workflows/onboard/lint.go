@@ -164,22 +164,9 @@ func splitFields(entries []any, key string) bool {
 
 func usesHTTP(rule map[string]any) bool {
 	from, _, _ := unstructured.NestedSlice(rule, "from")
-	for _, f := range from {
-		src, _, _ := unstructured.NestedMap(f.(map[string]any), "source")
-		for _, k := range httpSource {
-			if _, ok := src[k]; ok {
-				return true
-			}
-		}
-	}
 	to, _, _ := unstructured.NestedSlice(rule, "to")
-	for _, t := range to {
-		op, _, _ := unstructured.NestedMap(t.(map[string]any), "operation")
-		for _, k := range httpOperation {
-			if _, ok := op[k]; ok {
-				return true
-			}
-		}
+	if names(from, "source", httpSource...) || names(to, "operation", httpOperation...) {
+		return true
 	}
 	when, _, _ := unstructured.NestedSlice(rule, "when")
 	for _, w := range when {
@@ -191,28 +178,23 @@ func usesHTTP(rule map[string]any) bool {
 	return false
 }
 
-// scoped: the rule names the callers it applies to.
-func scoped(from []any) bool {
-	for _, f := range from {
-		src, _, _ := unstructured.NestedMap(f.(map[string]any), "source")
-		if _, ok := src["principals"]; ok {
-			return true
-		}
-	}
-	return false
-}
-
-func peerFields(from []any) bool {
-	for _, f := range from {
-		src, _, _ := unstructured.NestedMap(f.(map[string]any), "source")
-		for _, k := range []string{"principals", "namespaces"} {
-			if _, ok := src[k]; ok {
+// names reports whether any entry's field (source, operation) sets one of keys.
+func names(entries []any, field string, keys ...string) bool {
+	for _, e := range entries {
+		m, _, _ := unstructured.NestedMap(e.(map[string]any), field)
+		for _, k := range keys {
+			if _, ok := m[k]; ok {
 				return true
 			}
 		}
 	}
 	return false
 }
+
+// scoped: the rule names the callers it applies to.
+func scoped(from []any) bool { return names(from, "source", "principals") }
+
+func peerFields(from []any) bool { return names(from, "source", "principals", "namespaces") }
 
 func describe(l map[string]string) string {
 	var kv []string
