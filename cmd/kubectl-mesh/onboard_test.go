@@ -63,6 +63,25 @@ func TestOnboard(t *testing.T) {
 		t.Fatalf("--enforce left the dry-run annotation: %q", got)
 	}
 
+	// An external host whose TLS Secret is missing and a JWKS endpoint that
+	// does not answer are warnings that say what to do; Istio's analyzers
+	// block on what cannot work yet (no gateway pods, no Service "web").
+	r = kubectl(t, nil, "mesh", "onboard", "payments", "-n", "payments", "--dry-run=server",
+		"--host", "pay.example.test", "--host-service", "web:8080",
+		"--jwt-issuer", "https://idp.example.test", "--jwks-uri", "https://127.0.0.1:1/jwks")
+	assertNoLeaks(t, r)
+	if r.code != 79 {
+		t.Fatalf("exit %d, want 79 (blocked by IST0101)", r.code)
+	}
+	mustContain(t, "warnings", r.stderr,
+		`Error [IST0101] (VirtualService payments/payments-external plan`, `Referenced host not found: "web.payments.svc.cluster.local"`,
+		"Warning [ONBOARD-TLS-SECRET] TLS Secret payments-tls is missing in istio-system",
+		"hint: kubectl create secret tls payments-tls -n istio-system --cert=CERT.pem --key=KEY.pem",
+		"Warning [ONBOARD-JWKS-UNREACHABLE] cannot fetch https://127.0.0.1:1/jwks")
+	if r := kubectl(t, nil, "get", "gateway", "payments-external", "-n", "payments"); r.code == 0 {
+		t.Fatal("--dry-run=server created the Gateway")
+	}
+
 	// Another team cannot take the namespace without --adopt.
 	r = mesh(t, 64, "onboard", "billing", "-n", "payments", "--yes")
 	mustContain(t, "owned", errorLine(t, r), "namespace payments belongs to team payments: add --adopt")
