@@ -150,3 +150,15 @@ func firstLine(s string) string {
 	}
 	return s
 }
+
+// New returns an empty object of a kind, named (ns "" for cluster-scoped).
+func New(apiVersion, kind, ns, name string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{}}
+	u.SetAPIVersion(apiVersion)
+	u.SetKind(kind)
+	u.SetName(name)
+	if ns != "" {
+		u.SetNamespace(ns)
+	}
+	return u
+}

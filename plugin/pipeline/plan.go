@@ -185,3 +185,14 @@ var (
 	Read  = []string{"get", "list"}
 	Write = []string{"get", "list", "create", "update", "patch", "delete"}
 )
+
+// Edit returns a copy of a live object to change and put back whole with a
+// Replace: the team owns it and the workflow changes only its parts. The
+// field owners and status go; the server records the workflow as the
+// manager of what it changed.
+func Edit(live *unstructured.Unstructured) *unstructured.Unstructured {
+	c := live.DeepCopy()
+	unstructured.RemoveNestedField(c.Object, "metadata", "managedFields")
+	unstructured.RemoveNestedField(c.Object, "status")
+	return c
+}

@@ -246,24 +246,6 @@ func versionList(m map[string]int) string {
 	return strings.Join(vs, ", ")
 }
 
-func newObject(kind, ns, name string) *unstructured.Unstructured {
-	u := &unstructured.Unstructured{Object: map[string]any{}}
-	u.SetAPIVersion("networking.istio.io/v1")
-	u.SetKind(kind)
-	u.SetNamespace(ns)
-	u.SetName(name)
-	return u
-}
-
-// editable returns a copy of a live object to change and put back whole
-// (the team owns it; we only change our parts).
-func editable(u *unstructured.Unstructured) *unstructured.Unstructured {
-	c := u.DeepCopy()
-	unstructured.RemoveNestedField(c.Object, "metadata", "managedFields")
-	unstructured.RemoveNestedField(c.Object, "status")
-	return c
-}
-
 // change is the engine operation for an object we built or edited.
 func change(u *unstructured.Unstructured, existed bool) pipeline.Change {
 	if existed {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/manifest"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 )
 
@@ -211,9 +212,9 @@ func (o *start) build() (*pipeline.Plan, error) {
 		Steps: o.steps, Header: o.Header, Mirror: o.Mirror}
 	var dr, vs *unstructured.Unstructured
 	if t.DR != nil {
-		dr = editable(t.DR)
+		dr = pipeline.Edit(t.DR)
 	} else {
-		dr = newObject("DestinationRule", t.Namespace, o.Service)
+		dr = manifest.New("networking.istio.io/v1", "DestinationRule", t.Namespace, o.Service)
 		_ = unstructured.SetNestedField(dr.Object, o.Service, "spec", "host")
 	}
 	for _, v := range []struct {
@@ -229,14 +230,14 @@ func (o *start) build() (*pipeline.Plan, error) {
 		}
 	}
 	if t.VS != nil {
-		vs = editable(t.VS)
+		vs = pipeline.Edit(t.VS)
 		if len(httpRoutes(vs)) == 0 {
 			if _, tcp, _ := unstructured.NestedSlice(vs.Object, "spec", "tcp"); tcp {
 				return nil, fmt.Errorf("VirtualService %s routes TCP only: weighted HTTP canaries need http routes", vs.GetName())
 			}
 		}
 	} else {
-		vs = newObject("VirtualService", t.Namespace, o.Service)
+		vs = manifest.New("networking.istio.io/v1", "VirtualService", t.Namespace, o.Service)
 		_ = unstructured.SetNestedStringSlice(vs.Object, []string{o.Service}, "spec", "hosts")
 	}
 	s.Route = applyRouting(vs, "", t.hostMatches, routing{Host: t.host(), Stable: s.StableSubset, Canary: s.CanarySubset,
@@ -403,7 +404,7 @@ func (o *step) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, error)
 		}
 		checks = v.checks()
 	}
-	vs := editable(o.t.VS)
+	vs := pipeline.Edit(o.t.VS)
 	s.Weight = next
 	rt := routingFor(o.t, s)
 	applyRouting(vs, s.Route, o.t.hostMatches, rt)
@@ -481,7 +482,7 @@ func (o *promote) Plan(context.Context, *cli.Context) (*pipeline.Plan, error) {
 		return nil, err
 	}
 	if !o.Cleanup {
-		vs := editable(o.t.VS)
+		vs := pipeline.Edit(o.t.VS)
 		s.Weight, s.Header, s.Mirror = 100, "", 0
 		applyRouting(vs, s.Route, o.t.hostMatches, routingFor(o.t, s))
 		setState(vs, s)
@@ -534,13 +535,13 @@ func abortPlan(t *target, s *State) (*pipeline.Plan, error) {
 // stays even if the canary created it: without it traffic would spread
 // over every version again.
 func finish(t *target, s *State, keep, drop, title string) (*pipeline.Plan, error) {
-	vs := editable(t.VS)
+	vs := pipeline.Edit(t.VS)
 	rt := routing{Host: t.host(), Stable: keep, Weight: -1}
 	applyRouting(vs, s.Route, t.hostMatches, rt)
 	setState(vs, nil)
 	plan := &pipeline.Plan{Title: title, Phases: []pipeline.Phase{{Name: "routes", Changes: []pipeline.Change{change(vs, true)}}}}
 	if added := addedSubsets(t.DR); slices.Contains(added, drop) && !slices.Contains(referencedSubsets(vs, t.hostMatches), drop) {
-		dr := editable(t.DR)
+		dr := pipeline.Edit(t.DR)
 		removeSubset(dr, drop)
 		setAddedSubsets(dr, slices.DeleteFunc(added, func(n string) bool { return n == drop }))
 		plan.Phases = append(plan.Phases, pipeline.Phase{Name: "subsets", Changes: []pipeline.Change{change(dr, true)}})

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/metadata"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/manifest"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/rollout"
@@ -44,9 +45,7 @@ func (o *Options) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, err
 // build is the pure part of Plan: from the live namespace and its
 // workloads to the plan. now stamps the restart annotation.
 func (o *Options) build(live *unstructured.Unstructured, workloads []mesh.Workload, now string, kube kubernetes.Interface, md metadata.Interface) *pipeline.Plan {
-	ns := live.DeepCopy()
-	// A forward change: the server records us as the labels' manager.
-	unstructured.RemoveNestedField(ns.Object, "metadata", "managedFields")
+	ns := pipeline.Edit(live)
 	labels := ns.GetLabels()
 	if labels == nil {
 		labels = map[string]string{}
@@ -125,11 +124,7 @@ func (o *Options) build(live *unstructured.Unstructured, workloads []mesh.Worklo
 // restartPhase bumps the pod template's restart annotation, the way
 // kubectl rollout restart does, and waits for the rollout.
 func (o *Options) restartPhase(w mesh.Workload, now string, kube kubernetes.Interface) pipeline.Phase {
-	u := &unstructured.Unstructured{}
-	u.SetAPIVersion("apps/v1")
-	u.SetKind(w.Kind)
-	u.SetNamespace(o.Namespace)
-	u.SetName(w.Name)
+	u := manifest.New("apps/v1", w.Kind, o.Namespace, w.Name)
 	_ = unstructured.SetNestedField(u.Object, map[string]any{RestartAnnotation: now}, "spec", "template", "metadata", "annotations")
 	ph := pipeline.Phase{Name: "restart " + w.Ref(), Changes: []pipeline.Change{{Op: pipeline.Apply, Object: u, Partial: true}}}
 	if o.Wait {

@@ -123,7 +123,7 @@ func (o *Options) parse() error {
 // parseException reads [NAMESPACE/]WORKLOAD:PORT.
 func parseException(s, defaultNS string) (exception, error) {
 	bad := func(why string) (exception, error) {
-		return exception{}, fmt.Errorf("invalid --exception \"%s\": %s; use WORKLOAD:PORT, e.g. api:8080", cleanArg(s), why)
+		return exception{}, fmt.Errorf("invalid --exception %s: %s; use WORKLOAD:PORT, e.g. api:8080", strconv.Quote(s), why)
 	}
 	name, portStr, ok := strings.Cut(s, ":")
 	if !ok {
@@ -145,12 +145,6 @@ func parseException(s, defaultNS string) (exception, error) {
 	}
 	e.Port = uint32(port)
 	return e, nil
-}
-
-// cleanArg keeps user input printable on one line.
-func cleanArg(s string) string {
-	q := strconv.Quote(s)
-	return q[1 : len(q)-1]
 }
 
 // Complete reads the cluster once and fills what flags left open, asking

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/manifest"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/telemetry"
@@ -222,10 +223,7 @@ func portList(ports map[uint32]string) string {
 // "default" when there is none.
 func (m *migration) namespacePolicy(now time.Time) (pipeline.Change, mesh.PeerAuth) {
 	if wide := mesh.NamespaceWide(m.snap.PAs, m.namespace); len(wide) > 0 {
-		obj := wide[0].Object.DeepCopy()
-		// A forward change: the server records us as the mode's manager.
-		unstructured.RemoveNestedField(obj.Object, "metadata", "managedFields")
-		unstructured.RemoveNestedField(obj.Object, "status")
+		obj := pipeline.Edit(wide[0].Object)
 		_ = unstructured.SetNestedField(obj.Object, m.mode, "spec", "mtls", "mode")
 		p := *wide[0]
 		p.Mode, p.Object = m.mode, obj
@@ -238,12 +236,7 @@ func (m *migration) namespacePolicy(now time.Time) (pipeline.Change, mesh.PeerAu
 }
 
 func peerAuthentication(ns, name string) *unstructured.Unstructured {
-	u := &unstructured.Unstructured{Object: map[string]any{}}
-	u.SetAPIVersion("security.istio.io/v1")
-	u.SetKind("PeerAuthentication")
-	u.SetNamespace(ns)
-	u.SetName(name)
-	return u
+	return manifest.New("security.istio.io/v1", "PeerAuthentication", ns, name)
 }
 
 // exceptionPolicies builds one workload policy per excepted workload:

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/manifest"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/mtls"
@@ -30,11 +31,8 @@ func (o *Options) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, err
 }
 
 func obj(apiVersion, kind, ns, name string, spec map[string]any) *unstructured.Unstructured {
-	u := &unstructured.Unstructured{Object: map[string]any{"spec": spec}}
-	u.SetAPIVersion(apiVersion)
-	u.SetKind(kind)
-	u.SetNamespace(ns)
-	u.SetName(name)
+	u := manifest.New(apiVersion, kind, ns, name)
+	u.Object["spec"] = spec
 	return u
 }
 
@@ -58,14 +56,9 @@ func (o *Options) build(now time.Time, existing []*unstructured.Unstructured) *p
 	var nsObj *unstructured.Unstructured
 	existed := o.live != nil
 	if existed {
-		nsObj = o.live.DeepCopy()
-		unstructured.RemoveNestedField(nsObj.Object, "metadata", "managedFields")
-		unstructured.RemoveNestedField(nsObj.Object, "status")
+		nsObj = pipeline.Edit(o.live)
 	} else {
-		nsObj = &unstructured.Unstructured{Object: map[string]any{}}
-		nsObj.SetAPIVersion("v1")
-		nsObj.SetKind("Namespace")
-		nsObj.SetName(ns)
+		nsObj = manifest.New("v1", "Namespace", "", ns)
 	}
 	labels := nsObj.GetLabels()
 	if labels == nil {
@@ -132,23 +125,15 @@ func (o *Options) build(now time.Time, existing []*unstructured.Unstructured) *p
 		access = append(access, pipeline.Change{Op: pipeline.Apply, Object: gw}, pipeline.Change{Op: pipeline.Apply, Object: vs})
 	}
 	if o.TeamGroup != "" {
-		role := &unstructured.Unstructured{Object: map[string]any{"rules": []any{map[string]any{
+		role := manifest.New("rbac.authorization.k8s.io/v1", "Role", ns, "istio-networking-editor")
+		role.Object["rules"] = []any{map[string]any{
 			"apiGroups": strs("networking.istio.io"),
 			"resources": strs("virtualservices", "destinationrules", "serviceentries", "gateways", "sidecars"),
 			"verbs":     strs("get", "list", "watch", "create", "update", "patch", "delete"),
-		}}}}
-		role.SetAPIVersion("rbac.authorization.k8s.io/v1")
-		role.SetKind("Role")
-		role.SetNamespace(ns)
-		role.SetName("istio-networking-editor")
-		rb := &unstructured.Unstructured{Object: map[string]any{
-			"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "istio-networking-editor"},
-			"subjects": []any{map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": o.TeamGroup}},
 		}}
-		rb.SetAPIVersion("rbac.authorization.k8s.io/v1")
-		rb.SetKind("RoleBinding")
-		rb.SetNamespace(ns)
-		rb.SetName(o.Team + "-istio-networking")
+		rb := manifest.New("rbac.authorization.k8s.io/v1", "RoleBinding", ns, o.Team+"-istio-networking")
+		rb.Object["roleRef"] = map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "istio-networking-editor"}
+		rb.Object["subjects"] = []any{map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": o.TeamGroup}}
 		access = append(access, pipeline.Change{Op: pipeline.Apply, Object: role}, pipeline.Change{Op: pipeline.Apply, Object: rb})
 	}
 	if len(access) > 0 {
