@@ -121,6 +121,19 @@ func NamespaceNames(ctx context.Context, kube kubernetes.Interface) ([]string, e
 	return names, nil
 }
 
+// InjectedFrom is the revision or tag a namespace's labels select for
+// injection ("default" for istio-injection=enabled), "" when none. The
+// revision label wins, as it does in Istio's webhooks.
+func InjectedFrom(labels map[string]string) string {
+	if r := labels[LabelRev]; r != "" {
+		return r
+	}
+	if labels[LabelInjection] == "enabled" {
+		return DefaultRevision
+	}
+	return ""
+}
+
 // PickRevision returns the revision or tag to inject from: requested when
 // it is installed, the only one installed, or the answer of ask (nil when
 // nobody can be asked).

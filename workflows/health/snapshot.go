@@ -155,17 +155,8 @@ func read(ctx context.Context, c *cli.Context, namespace string, progress step) 
 	return s, nil
 }
 
-// inMesh reports the injection label of a namespace: the revision or tag
-// it selects, "" when none.
-func injection(ns corev1.Namespace) string {
-	if r := ns.Labels[mesh.LabelRev]; r != "" {
-		return r
-	}
-	if ns.Labels[mesh.LabelInjection] == "enabled" {
-		return mesh.DefaultRevision
-	}
-	return ""
-}
+// injection is the revision or tag the namespace selects, "" when none.
+func injection(ns corev1.Namespace) string { return mesh.InjectedFrom(ns.Labels) }
 
 // istiod is the Deployment serving a control plane, nil when none matches.
 func (s *cluster) istiod(cp mesh.ControlPlane) *appsv1.Deployment {

@@ -268,8 +268,7 @@ func (o *Options) Validate() error {
 }
 
 func inMesh(s *Snapshot, ns string) bool {
-	l := s.Namespaces[ns]
-	if l[mesh.LabelRev] != "" || l[mesh.LabelInjection] == "enabled" {
+	if mesh.InjectedFrom(s.Namespaces[ns]) != "" {
 		return true
 	}
 	for _, w := range s.Workloads {
