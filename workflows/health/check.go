@@ -526,11 +526,7 @@ func proxyUnlimited(p *corev1.Pod) bool {
 // short lists up to five names, de-duplicated.
 func short(names []string) string {
 	slices.Sort(names)
-	names = slices.Compact(names)
-	if len(names) > 5 {
-		return strings.Join(names[:5], ", ") + fmt.Sprintf(" and %d more", len(names)-5)
-	}
-	return strings.Join(names, ", ")
+	return analysis.Abbreviate(slices.Compact(names), 5)
 }
 
 func sortedKeys[V any](m map[string]V) []string {
