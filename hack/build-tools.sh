@@ -2,6 +2,8 @@
 # Builds the binaries the tests need into bin/ from the Go module proxy:
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok,
 #   and krew (as kubectl-krew) with validate-krew-manifest for the distribution tests;
+#   pilot-discovery (the real istiod) from the istio.io/istio module the plugin embeds, for the
+#   end-to-end tests and the sandbox;
 #   istioctl on request (hack/build-tools.sh istioctl) for the benchmarks.
 # Prometheus (with promtool, for the telemetry tests) is Debian's package:
 # installed with apt-get when missing, which needs root.
@@ -46,7 +48,7 @@ k8s_ldflags() {
 }
 
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kubectl-krew validate-krew-manifest prometheus)
+[[ ${#want[@]} -gt 0 ]] || want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kubectl-krew validate-krew-manifest pilot-discovery prometheus)
 for t in "${want[@]}"; do
   case $t in
     etcd) build etcd "$ETCD_VERSION" etcd go.etcd.io/etcd/server/v3 ;;
@@ -69,6 +71,9 @@ for t in "${want[@]}"; do
     validate-krew-manifest) build validate-krew-manifest "$KREW_VERSION" krew sigs.k8s.io/krew/cmd/validate-krew-manifest ;;
     # istioctl is only the benchmarks' reference (make bench), at the
     # istio.io/istio version the plugin embeds.
+    # pilot-discovery is the real istiod the end-to-end tests and the sandbox run
+    # (plugin/testenv), at the same version as the libraries the plugin embeds.
+    pilot-discovery) build pilot-discovery "$(grep 'istio.io/istio ' "$root/go.mod" | awk '{print $2}')" istio istio.io/istio/pilot/cmd/pilot-discovery ;;
     istioctl) build istioctl "$(grep 'istio.io/istio ' "$root/go.mod" | awk '{print $2}')" istio istio.io/istio/istioctl/cmd/istioctl ;;
     prometheus)
       if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then

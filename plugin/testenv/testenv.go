@@ -53,6 +53,13 @@ type Options struct {
 	Nodes bool
 	// IstioCRDs installs Istio's CRDs.
 	IstioCRDs bool
+	// ServiceAccounts turns on the ServiceAccount admission plugin, as in
+	// a real cluster: pods get their namespace's default ServiceAccount and
+	// its token volume. Istio's injector needs it (the istio-token volume
+	// it adds is refused on a pod without a ServiceAccount). With Nodes,
+	// the controller manager creates the default ServiceAccounts; a bare pod
+	// created in the same instant as its namespace may be refused once.
+	ServiceAccounts bool
 	// Dir holds data and logs; a temporary directory when empty.
 	Dir string
 	// Log receives progress lines; nil discards them.
@@ -77,6 +84,8 @@ type Env struct {
 	procs     []*exec.Cmd
 	exited    map[*exec.Cmd]chan struct{} // closed when the process has exited
 	ownDir    bool
+	network   *podNetwork
+	istiods   []*Istiod
 }
 
 // errPortTaken: a process of ours exited because another control plane
@@ -133,6 +142,10 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 			return nil, err
 		}
 		e.ownDir = true
+	}
+	if err := e.startPodNetwork(); err != nil {
+		e.Stop()
+		return nil, err
 	}
 	for attempt := 1; ; attempt++ {
 		err = e.start(ctx)
@@ -292,6 +305,12 @@ func (e *Env) WriteKubeconfig(user, ns string) (string, error) {
 
 // StartAPIServer starts (or restarts) kube-apiserver and waits until it is ready.
 func (e *Env) StartAPIServer(ctx context.Context) error {
+	// No kubelet serves ServiceAccount tokens here (pods are fake): without
+	// ServiceAccounts, pods are admitted without one.
+	admission := "--disable-admission-plugins=ServiceAccount"
+	if e.opts.ServiceAccounts {
+		admission = "--disable-admission-plugins="
+	}
 	cmd, err := e.spawn("kube-apiserver",
 		"--etcd-servers="+e.etcdURL,
 		"--cert-dir="+e.path("certs"),
@@ -304,9 +323,11 @@ func (e *Env) StartAPIServer(ctx context.Context) error {
 		"--service-account-signing-key-file="+e.path("sa.key"),
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--allow-privileged=true",
-		// No kubelet serves ServiceAccount tokens here: pods are fake.
-		"--disable-admission-plugins=ServiceAccount",
+		admission,
 		"--enable-priority-and-fairness=false",
+		// Webhooks and the service proxy reach pods through the test
+		// env's pod network (network.go).
+		"--egress-selector-config-file="+e.path("egress-selector.yaml"),
 		"--v=0")
 	if err != nil {
 		return err
@@ -379,6 +400,10 @@ func (e *Env) reap() {
 
 // Stop kills every process and removes the temporary directory.
 func (e *Env) Stop() {
+	for _, d := range e.istiods {
+		d.Stop()
+	}
+	e.network.close()
 	for i := len(e.procs) - 1; i >= 0; i-- {
 		if p := e.procs[i].Process; p != nil {
 			_ = syscall.Kill(-p.Pid, syscall.SIGKILL)

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/testenv"
+)
+
+// meshCluster is a control plane of its own with our production install of
+// revision 1-31 and a real istiod serving it (injection, validation, xDS).
+// The tests below share it: starting istiod is the expensive part.
+type meshCluster struct {
+	env    *testenv.Env
+	istiod *testenv.Istiod
+	on     []string
+}
+
+func startMeshCluster(t *testing.T) *meshCluster {
+	t.Helper()
+	e := startEnv(t, testenv.Options{Nodes: true, ServiceAccounts: true})
+	m := &meshCluster{env: e, on: []string{"KUBECONFIG=" + e.Kubeconfig}}
+	m.mesh(t, 0, "install", "--revision", "1-31", "--ingress=false", "--yes", "--timeout", "90s")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d, err := e.StartIstiod(ctx, "istio-system", "1-31")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.istiod = d
+	return m
+}
+
+// mesh runs kubectl mesh on this cluster, failing on an unexpected exit code.
+func (m *meshCluster) mesh(t *testing.T, want int, args ...string) result {
+	t.Helper()
+	r := kubectl(t, m.on, append([]string{"mesh"}, args...)...)
+	if r.code != want {
+		t.Fatalf("kubectl mesh %s: exit %d, want %d", strings.Join(args, " "), r.code, want)
+	}
+	assertNoLeaks(t, r)
+	return r
+}
+
+// kubectl runs a plain kubectl command on this cluster and fails on error.
+func (m *meshCluster) kubectl(t *testing.T, args ...string) result {
+	t.Helper()
+	r := kubectl(t, m.on, args...)
+	if r.code != 0 {
+		t.Fatalf("kubectl %s: %s", strings.Join(args, " "), r.stderr)
+	}
+	return r
+}
+
+func (m *meshCluster) apply(t *testing.T, yaml string) {
+	t.Helper()
+	m.kubectl(t, "apply", "-f", writeFile(t, "objects.yaml", yaml))
+}
+
+// pods lists the running pods of app in ns once every one of them is Ready
+// and they number want.
+func (m *meshCluster) pods(t *testing.T, ns, selector string, want int) []corev1.Pod {
+	t.Helper()
+	var pods []corev1.Pod
+	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		l, err := m.env.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return false, nil
+		}
+		pods = nil
+		for _, p := range l.Items {
+			if p.DeletionTimestamp != nil {
+				continue
+			}
+			if p.Status.PodIP == "" || p.Status.Phase != corev1.PodRunning {
+				return false, nil
+			}
+			pods = append(pods, p)
+		}
+		return len(pods) == want, nil
+	})
+	if err != nil {
+		t.Fatalf("pods %s in %s: want %d running, have %d", selector, ns, want, len(pods))
+	}
+	return pods
+}
+
+// proxy connects a test proxy to the real istiod as the sidecar of pod.
+func (m *meshCluster) proxy(t *testing.T, pod corev1.Pod, opts testenv.ProxyOptions) *testenv.Proxy {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p, err := m.istiod.ConnectProxy(ctx, &pod, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// waitProxy waits until what istiod sent the proxy satisfies cond; on
+// timeout it fails with what it saw.
+func waitProxy(t *testing.T, p *testenv.Proxy, what string, cond func(p *testenv.Proxy) bool, seen func(p *testenv.Proxy) any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.WaitFor(ctx, cond); err != nil {
+		b, _ := json.Marshal(seen(p))
+		t.Fatalf("%s: %v; istiod sent: %s", what, err, b)
+	}
+}
+
+func sidecarOf(p corev1.Pod) *corev1.Container {
+	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for i := range cs {
+			if cs[i].Name == "istio-proxy" {
+				return &cs[i]
+			}
+		}
+	}
+	return nil
+}
+
+// TestRealIstiod runs the workflows against a real istiod: its injector
+// adds the sidecars, its webhook validates, and what it generates for a
+// proxy is what the assertions read.
+func TestRealIstiod(t *testing.T) {
+	m := startMeshCluster(t)
+
+	t.Run("inject", func(t *testing.T) {
+		ns := "shop"
+		m.kubectl(t, "create", "namespace", ns)
+		m.apply(t, meshApp(ns, "api", 8080, false)+meshApp(ns, "web", 8081, false))
+		before := m.pods(t, ns, "app=api", 1)
+		if sidecarOf(before[0]) != nil {
+			t.Fatal("a pod had a sidecar before injection")
+		}
+		r := m.mesh(t, 0, "inject", "-n", ns, "--revision", "1-31", "--restart", "--yes", "--timeout", "60s")
+		mustContain(t, "coverage after", r.stdout, "After:")
+		for _, app := range []string{"api", "web"} {
+			p := m.pods(t, ns, "app="+app, 1)[0]
+			c := sidecarOf(p)
+			if c == nil {
+				t.Fatalf("pod %s has no istio-proxy after inject --restart: %+v", p.Name, p.Spec)
+			}
+			if p.Annotations["sidecar.istio.io/status"] == "" {
+				t.Fatalf("pod %s lacks the injector's status annotation", p.Name)
+			}
+			// The production profile's proxy resources, as Istio's injector rendered them.
+			if got := c.Resources.Requests.Cpu().String() + "/" + c.Resources.Limits.Memory().String(); got != "100m/1Gi" {
+				t.Fatalf("istio-proxy resources %s, want the production profile's 100m/1Gi", got)
+			}
+			if !holdsApplication(p) {
+				t.Fatalf("pod %s: holdApplicationUntilProxyStarts not in effect: %+v", p.Name, p.Spec)
+			}
+		}
+		r = m.mesh(t, 0, "status")
+		mustContain(t, "status", r.stdout, "shop")
+	})
+}
+
+// holdsApplication: the injector made the application wait for the proxy —
+// a native sidecar (an init container that always restarts, started
+// before the app) or, for a classic sidecar, istio-proxy first with the
+// pilot-agent wait hook.
+func holdsApplication(p corev1.Pod) bool {
+	for _, c := range p.Spec.InitContainers {
+		if c.Name == "istio-proxy" && c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			return true
+		}
+	}
+	if len(p.Spec.Containers) == 0 || p.Spec.Containers[0].Name != "istio-proxy" {
+		return false
+	}
+	l := p.Spec.Containers[0].Lifecycle
+	return l != nil && l.PostStart != nil && l.PostStart.Exec != nil && strings.Contains(strings.Join(l.PostStart.Exec.Command, " "), "wait")
+}
