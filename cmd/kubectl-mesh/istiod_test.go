@@ -3,6 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -164,6 +168,114 @@ func TestRealIstiod(t *testing.T) {
 		r = m.mesh(t, 0, "status")
 		mustContain(t, "status", r.stdout, "shop")
 	})
+
+	// STRICT from the namespace policy: web's inbound port accepts only
+	// mTLS; api's port kept PERMISSIVE by --exception still has a
+	// plaintext filter chain.
+	t.Run("migrate-mtls", func(t *testing.T) {
+		api := m.proxy(t, m.pods(t, "shop", "app=api", 1)[0], testenv.ProxyOptions{})
+		web := m.proxy(t, m.pods(t, "shop", "app=web", 1)[0], testenv.ProxyOptions{})
+		waitTransports(t, web, 8081, "tls,raw_buffer") // Istio's default: PERMISSIVE
+		m.mesh(t, 0, "migrate-mtls", "-n", "shop", "--stage", "strict", "--exception", "api:8080", "--skip-telemetry", "--yes")
+		waitTransports(t, web, 8081, "tls")
+		waitTransports(t, api, 8080, "tls,raw_buffer")
+	})
+
+	// A 90/10 canary is a 90/10 weighted route in every proxy; abort puts
+	// all traffic back on the stable subset.
+	t.Run("canary", func(t *testing.T) {
+		ns := "books"
+		m.kubectl(t, "create", "namespace", ns)
+		m.kubectl(t, "label", "namespace", ns, "istio.io/rev=1-31")
+		m.apply(t, reviewsApp(ns))
+		reviews := m.pods(t, ns, "app=reviews", 3)
+		if sidecarOf(reviews[0]) == nil {
+			t.Fatal("reviews pods were not injected")
+		}
+		p := m.proxy(t, reviews[0], testenv.ProxyOptions{})
+		host := "reviews." + ns + ".svc.cluster.local"
+		subset := func(v string) string { return "outbound|9080|" + v + "|" + host }
+		waitRoute(t, p, host+":9080", map[string]uint32{"outbound|9080||" + host: 100})
+		m.mesh(t, 0, "canary", "start", "-n", ns, "reviews", "--stable", "v1", "--canary", "v2", "--weight", "10", "--yes")
+		waitRoute(t, p, host+":9080", map[string]uint32{subset("v1"): 90, subset("v2"): 10})
+		m.mesh(t, 0, "canary", "abort", "-n", ns, "reviews", "--yes")
+		waitRoute(t, p, host+":9080", map[string]uint32{subset("v1"): 100})
+	})
+
+	// Onboarding with named callers: the workload's inbound RBAC filter
+	// allows those namespaces' identities and nothing else.
+	t.Run("onboard", func(t *testing.T) {
+		ns := "payments"
+		m.mesh(t, 0, "onboard", "payments", "-n", ns, "--allow-from", "same-namespace,namespace:shop", "--yes")
+		m.apply(t, meshApp(ns, "ledger", 8080, false))
+		pod := m.pods(t, ns, "app=ledger", 1)[0]
+		if sidecarOf(pod) == nil {
+			t.Fatal("the onboarded namespace does not inject")
+		}
+		p := m.proxy(t, pod, testenv.ProxyOptions{})
+		waitTransports(t, p, 8080, "tls") // STRICT for a new namespace
+		var rbac string
+		waitProxy(t, p, "RBAC filter on port 8080", func(p *testenv.Proxy) bool {
+			rbac = strings.Join(chainRBAC(p, 8080), "\n")
+			return strings.Contains(rbac, "allow-callers")
+		}, func(p *testenv.Proxy) any { return p.InboundChains(8080) })
+		if got := callerNamespaces(rbac); got != "payments,shop" {
+			t.Fatalf("RBAC allows callers from namespaces %q, want exactly payments,shop:\n%s", got, rbac)
+		}
+	})
+}
+
+// transports lists the transport protocols of port's inbound filter chains.
+func transports(p *testenv.Proxy, port uint32) string {
+	var out []string
+	for _, c := range p.InboundChains(port) {
+		out = append(out, c.TransportProtocol)
+	}
+	slices.Sort(out)
+	out = slices.Compact(out)
+	slices.Reverse(out) // "tls" before "raw_buffer"
+	return strings.Join(out, ",")
+}
+
+func waitTransports(t *testing.T, p *testenv.Proxy, port uint32, want string) {
+	t.Helper()
+	waitProxy(t, p, fmt.Sprintf("inbound port %d accepts %s", port, want),
+		func(p *testenv.Proxy) bool { return transports(p, port) == want },
+		func(p *testenv.Proxy) any { return p.InboundChains(port) })
+}
+
+func waitRoute(t *testing.T, p *testenv.Proxy, domain string, want map[string]uint32) {
+	t.Helper()
+	got := func(p *testenv.Proxy) map[string]uint32 {
+		w := p.WeightedClusters("9080", domain)
+		for k, v := range w {
+			if v == 0 {
+				delete(w, k)
+			}
+		}
+		return w
+	}
+	waitProxy(t, p, fmt.Sprintf("route %s weighted %v", domain, want),
+		func(p *testenv.Proxy) bool { return maps.Equal(got(p), want) },
+		func(p *testenv.Proxy) any { return map[string]any{"routes": p.RouteNames(), domain: got(p)} })
+}
+
+func chainRBAC(p *testenv.Proxy, port uint32) []string {
+	var out []string
+	for _, c := range p.InboundChains(port) {
+		out = append(out, c.RBAC...)
+	}
+	return out
+}
+
+// callerNamespaces are the namespaces whose identities an RBAC config
+// names (Istio matches a namespace as a principal regex .*/ns/NAME/.*).
+func callerNamespaces(rbac string) string {
+	seen := map[string]bool{}
+	for _, m := range regexp.MustCompile(`/ns/([a-z0-9-]+)/`).FindAllStringSubmatch(rbac, -1) {
+		seen[m[1]] = true
+	}
+	return strings.Join(slices.Sorted(maps.Keys(seen)), ",")
 }
 
 // holdsApplication: the injector made the application wait for the proxy —

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -287,6 +288,13 @@ func (p *Proxy) Listeners() []*listener.Listener {
 	return out
 }
 
+// RouteNames lists the route configurations istiod sent last.
+func (p *Proxy) RouteNames() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Sorted(maps.Keys(p.resources[typeRoute]))
+}
+
 // Route is the route configuration called name ("9080" for an outbound
 // HTTP port), or nil.
 func (p *Proxy) Route(name string) *route.RouteConfiguration {
@@ -366,16 +374,16 @@ func httpManager(fc *listener.FilterChain) *hcm.HttpConnectionManager {
 	return nil
 }
 
-// WeightedClusters returns cluster → weight of the first route of the
-// virtual host for domain (e.g. "reviews.bookinfo.svc.cluster.local:9080")
+// WeightedClusters returns cluster → weight of the last (default) route
+// of the virtual host istiod names vhost ("reviews.bookinfo.svc.cluster.local:9080")
 // in route configuration routeName; a single-cluster route is weight 100.
-func (p *Proxy) WeightedClusters(routeName, domain string) map[string]uint32 {
+func (p *Proxy) WeightedClusters(routeName, vhost string) map[string]uint32 {
 	rc := p.Route(routeName)
 	if rc == nil {
 		return nil
 	}
 	for _, vh := range rc.VirtualHosts {
-		if !slices.Contains(vh.Domains, domain) || len(vh.Routes) == 0 {
+		if vh.Name != vhost || len(vh.Routes) == 0 {
 			continue
 		}
 		a := vh.Routes[len(vh.Routes)-1].GetRoute()
