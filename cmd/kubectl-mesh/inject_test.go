@@ -138,7 +138,7 @@ func TestInjectStopsOnFirstFailedRollout(t *testing.T) {
 		t.Fatal(r.stderr)
 	}
 	r := mesh(t, 1, "inject", "-n", ns, "--revision", "1-31", "--restart", "--yes", "--timeout", "3s")
-	mustContain(t, "error", errorLine(t, r), "stopped after 2 of 3 change(s)", "Deployment/a-stuck -n inject-fail did not roll out", "kubectl mesh undo cs-")
+	mustContain(t, "error", errorLine(t, r), "stopped after 2 of 3 change(s)", "Deployment/a-stuck -n inject-fail did not roll out", "cannot be scheduled: 0/1 nodes are available", "kubectl mesh undo cs-")
 	if templateAnnotations(t, ns, "b-ok")["kubectl.kubernetes.io/restartedAt"] != nil {
 		t.Fatal("the sequence went on after a failed rollout")
 	}

@@ -223,6 +223,46 @@ func TestRealIstiod(t *testing.T) {
 			t.Fatalf("RBAC allows callers from namespaces %q, want exactly payments,shop:\n%s", got, rbac)
 		}
 	})
+
+	// A webhook nobody serves rejects every pod: the restart fails fast
+	// with the webhook named and the change set to undo.
+	t.Run("dead webhook", func(t *testing.T) {
+		ns := "broken"
+		m.kubectl(t, "create", "namespace", ns)
+		m.apply(t, meshApp(ns, "app", 8080, false))
+		m.pods(t, ns, "app=app", 1)
+		m.apply(t, `apiVersion: v1
+kind: Service
+metadata: {name: dead-webhook, namespace: broken}
+spec: {selector: {app: nothing-runs-here}, ports: [{port: 443, targetPort: 9443}]}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {name: dead-webhook}
+webhooks:
+- name: dead.example.com
+  clientConfig: {service: {name: dead-webhook, namespace: broken, port: 443}}
+  namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: broken}}
+  rules: [{apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods]}]
+  failurePolicy: Fail
+  sideEffects: None
+  admissionReviewVersions: [v1]
+`)
+		start := time.Now()
+		r := kubectl(t, m.on, "mesh", "inject", "-n", ns, "--revision", "1-31", "--restart", "--yes", "--timeout", "3m")
+		if r.code != 1 {
+			t.Fatalf("inject with a dead webhook: exit %d, want 1", r.code)
+		}
+		assertNoLeaks(t, r)
+		mustContain(t, "error", errorLine(t, r), "Deployment/app -n broken cannot roll out: pods cannot be created",
+			`failed calling webhook "dead.example.com"`, "https://dead-webhook.broken.svc:443", "kubectl mesh undo cs-")
+		mustContain(t, "progress", r.stderr, "pods cannot be created")
+		if took := time.Since(start); took > 45*time.Second {
+			t.Fatalf("took %s to report pods that cannot be created", took)
+		}
+		m.kubectl(t, "delete", "mutatingwebhookconfiguration", "dead-webhook")
+		m.mesh(t, 0, "undo", "--yes")
+	})
 }
 
 // transports lists the transport protocols of port's inbound filter chains.

@@ -136,7 +136,7 @@ func (n *podNetwork) route(hostport string) (string, error) {
 	}
 	n.mu.Unlock()
 	if len(revs) == 0 {
-		return hostport, nil
+		return direct(host, hostport)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -168,6 +168,22 @@ func (n *podNetwork) route(hostport string) (string, error) {
 					return local, nil
 				}
 			}
+		}
+	}
+	return direct(host, hostport)
+}
+
+// clusterRanges are the test cluster's Service and pod ranges (the API
+// server's --service-cluster-ip-range and kwok's --cidr): nothing listens
+// there, so an address in them that no istiod serves is refused, as a
+// pod without a server would refuse it.
+var clusterRanges = []string{"10.96.0.0/16", "10.244.0.0/16"}
+
+func direct(host, hostport string) (string, error) {
+	ip := net.ParseIP(host)
+	for _, r := range clusterRanges {
+		if _, n, _ := net.ParseCIDR(r); ip != nil && n.Contains(ip) {
+			return "", fmt.Errorf("dial tcp %s: connection refused", hostport)
 		}
 	}
 	return hostport, nil
