@@ -68,6 +68,16 @@ func (m *meshCluster) apply(t *testing.T, yaml string) {
 	m.kubectl(t, "apply", "-f", writeFile(t, "objects.yaml", yaml))
 }
 
+// changeSets lists the journal's change sets.
+func (m *meshCluster) changeSets(t *testing.T) []any {
+	t.Helper()
+	var out []any
+	if err := json.Unmarshal([]byte(m.mesh(t, 0, "history", "-o", "json").stdout), &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // pods lists the running pods of app in ns once every one of them is Ready
 // and they number want.
 func (m *meshCluster) pods(t *testing.T, ns, selector string, want int) []corev1.Pod {
@@ -224,6 +234,34 @@ func TestRealIstiod(t *testing.T) {
 		}
 	})
 
+	// An object the CRD's schema accepts but Istio's validation refuses (a
+	// regular expression that does not compile) is refused at the diff,
+	// with Istio's own message, and nothing is written.
+	t.Run("validation", func(t *testing.T) {
+		bad := writeFile(t, "bad-vs.yaml", `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: bad-regex, namespace: books, labels: {istio.io/rev: 1-31}}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {regex: "(("}}]
+    route: [{destination: {host: reviews}}]
+`)
+		if r := kubectl(t, m.on, "apply", "--dry-run=server", "-f", bad, "--validate=false"); r.code == 0 {
+			t.Fatal("the webhook accepted an invalid regex")
+		}
+		before := len(m.changeSets(t))
+		r := m.mesh(t, 65, "apply", "-f", bad, "--yes")
+		mustContain(t, "error", errorLine(t, r), "VirtualService.networking.istio.io/bad-regex -n books",
+			`admission webhook "rev.validation.istio.io" denied the request`, "error parsing regexp", "fix the object")
+		if r := kubectl(t, m.on, "get", "virtualservice", "bad-regex", "-n", "books"); r.code == 0 {
+			t.Fatal("the refused VirtualService was written")
+		}
+		if after := len(m.changeSets(t)); after != before {
+			t.Fatalf("a refused plan recorded a change set (%d → %d)", before, after)
+		}
+	})
+
 	// A webhook nobody serves rejects every pod: the restart fails fast
 	// with the webhook named and the change set to undo.
 	t.Run("dead webhook", func(t *testing.T) {
@@ -250,12 +288,13 @@ webhooks:
 `)
 		start := time.Now()
 		r := kubectl(t, m.on, "mesh", "inject", "-n", ns, "--revision", "1-31", "--restart", "--yes", "--timeout", "3m")
-		if r.code != 1 {
-			t.Fatalf("inject with a dead webhook: exit %d, want 1", r.code)
+		if r.code != 69 {
+			t.Fatalf("inject with a dead webhook: exit %d, want 69 (unavailable)", r.code)
 		}
 		assertNoLeaks(t, r)
 		mustContain(t, "error", errorLine(t, r), "Deployment/app -n broken cannot roll out: pods cannot be created",
-			`failed calling webhook "dead.example.com"`, "https://dead-webhook.broken.svc:443", "kubectl mesh undo cs-")
+			`failed calling webhook "dead.example.com"`, "https://dead-webhook.broken.svc:443", "kubectl mesh undo cs-",
+			"the webhook's server is down or unreachable")
 		mustContain(t, "progress", r.stderr, "pods cannot be created")
 		if took := time.Since(start); took > 45*time.Second {
 			t.Fatalf("took %s to report pods that cannot be created", took)

@@ -84,6 +84,12 @@ func Describe(err error) (int, string) {
 		// RBAC denials read `User "x" cannot create resource …`; other
 		// Forbidden answers (exceeded quota, admission) keep their own text.
 		return NoPerm, msg + "; ask a cluster admin for this permission (kubectl auth can-i lists yours)"
+	case code == Failure && (apierrors.IsInvalid(err) || strings.Contains(msg, "denied the request")):
+		// The API server's schema or an admission webhook (Istio's
+		// validation) refused the object as written.
+		return DataErr, msg + "; fix the object and re-run"
+	case code == Failure && strings.Contains(msg, "failed calling webhook"):
+		return Unavailable, msg + "; the webhook's server is down or unreachable: check it, or the webhook configuration (kubectl get mutatingwebhookconfigurations,validatingwebhookconfigurations)"
 	case meta.IsNoMatchError(err):
 		return Unavailable, msg + "; the CRD is not installed in the cluster (Istio CRDs come with kubectl mesh install)"
 	case isUnreachable(err):

@@ -30,6 +30,10 @@ func TestDescribe(t *testing.T) {
 		{"unauthorized", apierrors.NewUnauthorized("Unauthorized"), 77, "credentials were rejected"},
 		{"unreachable", &url.Error{Op: "Get", URL: "https://10.0.0.1:6443/api?timeout=32s", Err: syscall.ECONNREFUSED}, 69, "cannot reach the Kubernetes API server at https://10.0.0.1:6443: connection refused"},
 		{"multi-line", errors.New("first\nsecond\nthird"), 1, "first (and 2 more lines)"},
+		{"webhook denial", fmt.Errorf("VirtualService/x: %w", errors.New(`admission webhook "rev.validation.istio.io" denied the request: configuration is invalid`)), 65, "configuration is invalid; fix the object and re-run"},
+		{"schema", apierrors.NewInvalid(schema.GroupKind{Group: "networking.istio.io", Kind: "VirtualService"}, "x", nil), 65, "fix the object"},
+		{"webhook down", apierrors.NewInternalError(errors.New(`failed calling webhook "rev.validation.istio.io": connection refused`)), 69, "the webhook's server is down or unreachable"},
+		{"an explicit code wins", New(Blocked, errors.New(`admission webhook "w" denied the request`)), 79, "denied"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -24,6 +24,7 @@ import (
 //   - its mesh config and injection templates are the ConfigMaps the install
 //     wrote (istio-<rev>, istio-sidecar-injector-<rev>): the working directory
 //     is empty, so istiod finds no local files and watches those ConfigMaps;
+//     its environment is the one the install gave the istiod Deployment;
 //   - it patches the caBundle of the install's webhooks itself, as in a
 //     cluster, with its self-signed CA (its certificate names
 //     istiod-<rev>.<ns>.svc);
@@ -79,6 +80,10 @@ func (e *Env) StartIstiod(ctx context.Context, ns, rev string) (*Istiod, error) 
 			return nil, fmt.Errorf("testenv: ConfigMap %s/%s (written by the install) not found: %w", ns, cm, err)
 		}
 	}
+	deployEnv, err := e.istiodEnv(ctx, ns, "istiod"+suffix)
+	if err != nil {
+		return nil, err
+	}
 	ports, err := freePorts(5)
 	if err != nil {
 		return nil, err
@@ -103,7 +108,7 @@ func (e *Env) StartIstiod(ctx context.Context, ns, rev string) (*Istiod, error) 
 		"--httpsAddr="+addr(3), "--monitoringAddr="+addr(4),
 		"--domain=cluster.local", "--log_output_level=default:warn")
 	d.cmd.Dir = d.Dir // no ./etc/istio/config/mesh, no ./var/lib/istio/inject: the ConfigMaps are used
-	d.cmd.Env = append(os.Environ(),
+	d.cmd.Env = append(append(os.Environ(), deployEnv...),
 		"POD_NAMESPACE="+ns, "POD_NAME=istiod"+suffix+"-testenv", "REVISION="+rev,
 		"ISTIOD_CUSTOM_HOST=localhost", "CLUSTER_ID=Kubernetes", "PILOT_ENABLE_ANALYSIS=false",
 		// Pushes within a second of a change: tests wait on them.
@@ -128,6 +133,28 @@ func (e *Env) StartIstiod(ctx context.Context, ns, rev string) (*Istiod, error) 
 	e.istiods = append(e.istiods, d)
 	e.logf("istiod %s ready after %s (log %s)", rev, time.Since(begin).Round(time.Millisecond), logPath)
 	return d, nil
+}
+
+// istiodEnv is the environment the install gave istiod's discovery
+// container (values.pilot.env and the chart's own settings), without what
+// only makes sense inside a pod (the in-cluster KUBECONFIG, field refs).
+func (e *Env) istiodEnv(ctx context.Context, ns, name string) ([]string, error) {
+	dep, err := e.Kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("testenv: the install's istiod Deployment %s/%s: %w", ns, name, err)
+	}
+	var env []string
+	for _, c := range dep.Spec.Template.Spec.Containers {
+		if c.Name != "discovery" {
+			continue
+		}
+		for _, v := range c.Env {
+			if v.ValueFrom == nil && v.Name != "KUBECONFIG" {
+				env = append(env, v.Name+"="+v.Value)
+			}
+		}
+	}
+	return env, nil
 }
 
 func (d *Istiod) waitReady(ctx context.Context, logPath string) error {
