@@ -206,9 +206,16 @@ func TestRealIstiod(t *testing.T) {
 		host := "reviews." + ns + ".svc.cluster.local"
 		subset := func(v string) string { return "outbound|9080|" + v + "|" + host }
 		waitRoute(t, p, host+":9080", map[string]uint32{"outbound|9080||" + host: 100})
-		m.mesh(t, 0, "canary", "start", "-n", ns, "reviews", "--stable", "v1", "--canary", "v2", "--weight", "10", "--yes")
+		r := m.mesh(t, 0, "canary", "start", "-n", ns, "reviews", "--stable", "v1", "--canary", "v2", "--weight", "10", "--yes")
+		// The apply waited for the connected proxy to acknowledge the push.
+		mustContain(t, "proxy sync", r.stderr, "Verifying: proxies in books have the new configuration", "1 of 1 proxies acknowledged the new configuration")
 		waitRoute(t, p, host+":9080", map[string]uint32{subset("v1"): 90, subset("v2"): 10})
-		m.mesh(t, 0, "canary", "abort", "-n", ns, "reviews", "--yes")
+
+		// A proxy that never acknowledges is named STALE after the wait; the
+		// apply still succeeds.
+		m.proxy(t, reviews[1], testenv.ProxyOptions{NoAck: true})
+		r = m.mesh(t, 0, "canary", "abort", "-n", ns, "reviews", "--yes", "--proxy-sync-timeout", "3s")
+		mustContain(t, "stale proxy", r.stderr, "warning: after 3s, 1 of 2 proxies acknowledged the new configuration; STALE (sent, not acknowledged): "+reviews[1].Name+"."+ns)
 		waitRoute(t, p, host+":9080", map[string]uint32{subset("v1"): 100})
 	})
 

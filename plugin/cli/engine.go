@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -32,6 +33,9 @@ type EngineOptions struct {
 	Accept           []string
 	ShowSecrets      bool
 	JournalNamespace string
+	// ProxySyncTimeout bounds the wait for proxies to acknowledge an
+	// applied change to Istio configuration; 0 skips it.
+	ProxySyncTimeout time.Duration
 }
 
 // DefaultEngineOptions returns the defaults documented in --help.
@@ -42,6 +46,7 @@ func DefaultEngineOptions() *EngineOptions {
 		IstioNamespace:   "istio-system",
 		FailureThreshold: "Error",
 		JournalNamespace: "kubectl-mesh",
+		ProxySyncTimeout: 30 * time.Second,
 	}
 }
 
@@ -59,6 +64,7 @@ func (o *EngineOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.Accept, "accept", o.Accept, "Accept a blocking finding by its check ID (recorded in the journal); repeatable")
 	fs.BoolVar(&o.ShowSecrets, "show-secrets", o.ShowSecrets, "Show Secret values in diffs and output instead of ***")
 	fs.StringVar(&o.JournalNamespace, "journal-namespace", o.JournalNamespace, "Namespace where change sets are recorded for history and undo")
+	fs.DurationVar(&o.ProxySyncTimeout, "proxy-sync-timeout", o.ProxySyncTimeout, "After a change to Istio configuration, how long to wait for the connected proxies to acknowledge it (istiod read through the API server; 0 skips the wait; never fails the apply)")
 }
 
 // Validate checks the engine flags; it is pure so it runs before any network call.
@@ -71,6 +77,9 @@ func (o *EngineOptions) Validate() error {
 	}
 	if _, err := ParseSeverity(o.FailureThreshold); err != nil {
 		return err
+	}
+	if o.ProxySyncTimeout < 0 {
+		return fmt.Errorf("--proxy-sync-timeout must not be negative")
 	}
 	if strings.TrimSpace(o.FieldManager) == "" {
 		return fmt.Errorf("--field-manager must not be empty")

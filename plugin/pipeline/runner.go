@@ -309,6 +309,7 @@ func (r *Runner) apply(ctx context.Context, srv *server, plan *Plan, diffs []*Ob
 		return err
 	}
 	fmt.Fprintf(r.C.Streams.ErrOut, "Recorded change set %s.\n", cs.ID)
+	sync := r.startProxySync(ctx, todo)
 
 	finish := func(status string, cause error) error {
 		cs.Status = status
@@ -400,12 +401,19 @@ func (r *Runner) apply(ctx context.Context, srv *server, plan *Plan, diffs []*Ob
 	fmt.Fprintf(r.C.Streams.ErrOut, "Applied change set %s (%d change(s)); undo with: kubectl mesh undo %s\n", cs.ID, len(todo), cs.ID)
 	if err := r.runVerify(ctx, plan.Verify, cs.ID); err != nil {
 		if ctx.Err() != nil {
-			return exitcode.New(exitcode.Interrupted, fmt.Errorf("interrupted while verifying; the change is applied (change set %s): check it with kubectl mesh history %s, or roll back with kubectl mesh undo %s", cs.ID, cs.ID, cs.ID))
+			return interruptedVerifying(cs.ID)
 		}
 		return err
 	}
+	if err := r.waitProxySync(ctx, sync); err != nil {
+		return interruptedVerifying(cs.ID)
+	}
 	r.result(plan)
 	return nil
+}
+
+func interruptedVerifying(id string) error {
+	return exitcode.New(exitcode.Interrupted, fmt.Errorf("interrupted while verifying; the change is applied (change set %s): check it with kubectl mesh history %s, or roll back with kubectl mesh undo %s", id, id, id))
 }
 
 func pastTense(action string) string {
