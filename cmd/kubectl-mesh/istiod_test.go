@@ -157,7 +157,10 @@ func TestRealIstiod(t *testing.T) {
 			t.Fatal("a pod had a sidecar before injection")
 		}
 		r := m.mesh(t, 0, "inject", "-n", ns, "--revision", "1-31", "--restart", "--yes", "--timeout", "60s")
-		mustContain(t, "coverage after", r.stdout, "After:")
+		mustContain(t, "coverage after", r.stdout, "After:", "total           2/2")
+		if strings.Contains(r.stdout, "IST0158") {
+			t.Fatalf("pods injected by 1-31 reported as another revision's:\n%s", r.stdout)
+		}
 		for _, app := range []string{"api", "web"} {
 			p := m.pods(t, ns, "app="+app, 1)[0]
 			c := sidecarOf(p)

@@ -1,7 +1,8 @@
 // Command sandbox starts the test control plane (etcd, kube-apiserver,
 // controller manager, scheduler, kwok with one fake node) with Istio's CRDs
 // and sample workloads, prints the KUBECONFIG to export, and runs until
-// Ctrl-C. Used by the README quickstart; hack/sandbox.sh builds what it needs.
+// Ctrl-C. Every revision `kubectl mesh install` creates in it gets a real
+// istiod (plugin/testenv), so injection, validation and xDS are Istio's own. Used by the README quickstart; hack/sandbox.sh builds what it needs.
 package main
 
 import (
@@ -51,7 +52,7 @@ func run(ctx context.Context, dir, samples string, ready func(*testenv.Env)) err
 		}
 		dir = abs
 	}
-	env, err := testenv.Start(ctx, testenv.Options{Nodes: true, IstioCRDs: true, Dir: dir, Log: os.Stderr})
+	env, err := testenv.Start(ctx, testenv.Options{Nodes: true, IstioCRDs: true, ServiceAccounts: true, Dir: dir, Log: os.Stderr})
 	if err != nil {
 		return err
 	}
@@ -61,6 +62,11 @@ func run(ctx context.Context, dir, samples string, ready func(*testenv.Env)) err
 			return err
 		}
 	}
+	// Every revision kubectl mesh install creates gets a real istiod.
+	istiods, stopIstiods := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { env.RunIstiods(istiods, "istio-system"); close(done) }()
+	defer func() { stopIstiods(); <-done }()
 	ready(env)
 	return nil
 }

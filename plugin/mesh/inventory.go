@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 
@@ -87,12 +88,25 @@ func ClassifyPod(p *corev1.Pod) Pod {
 	}
 	out.OptOut = p.Annotations[AnnotationInject] == "false" || p.Labels[LabelInjectPod] == "false"
 	if out.HasSidecar {
-		out.Revision = p.Labels[LabelRev]
-		if out.Revision == "" {
-			out.Revision = DefaultRevision
-		}
+		out.Revision = injectedRevision(p)
 	}
 	return out
+}
+
+// injectedRevision is the revision whose injector added the sidecar: Istio's
+// injector records it in the status annotation (and does not label the pod);
+// a pod's istio.io/rev label is the fallback, "default" the last resort.
+func injectedRevision(p *corev1.Pod) string {
+	var status struct {
+		Revision string `json:"revision"`
+	}
+	if json.Unmarshal([]byte(p.Annotations[AnnotationStatus]), &status) == nil && status.Revision != "" {
+		return status.Revision
+	}
+	if r := p.Labels[LabelRev]; r != "" {
+		return r
+	}
+	return DefaultRevision
 }
 
 var replicaSets = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "replicasets"}

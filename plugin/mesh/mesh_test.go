@@ -26,6 +26,11 @@ func TestClassifyPod(t *testing.T) {
 		{"proxy container with rev", corev1.Pod{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{LabelRev: "1-31"}},
 			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}, {Name: "istio-proxy"}}}},
 			Pod{HasSidecar: true, Revision: "1-31"}},
+		// What Istio's injector writes (seen from a real istiod).
+		{"revision from the injector's status", corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{
+			AnnotationStatus: `{"initContainers":["istio-init"],"containers":["istio-proxy"],"revision":"1-31"}`}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}, {Name: "istio-proxy"}}}},
+			Pod{HasSidecar: true, Revision: "1-31"}},
 		{"native sidecar init container", corev1.Pod{Spec: corev1.PodSpec{InitContainers: []corev1.Container{{Name: "istio-proxy"}}}},
 			Pod{HasSidecar: true, Revision: "default"}},
 		{"opt-out annotation", corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{AnnotationInject: "false"}}}, Pod{OptOut: true}},

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -211,5 +212,113 @@ func (d *Istiod) Stop() {
 	if d.cmd != nil && d.cmd.Process != nil {
 		_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
 		<-d.done
+	}
+}
+
+// RunIstiods keeps a real istiod running for every revision installed in
+// namespace ns — one per istiod Deployment, as `kubectl mesh install`
+// creates them — until ctx ends: a new revision gets its istiod once the
+// install's ConfigMaps exist, and an uninstalled one's istiod is stopped.
+// Every running pod with a sidecar from such a revision gets a test proxy
+// (ConnectProxy) in place of its Envoy, so istiod has a data plane to push
+// to. It is how the sandbox becomes a working mesh without an extra command.
+func (e *Env) RunIstiods(ctx context.Context, ns string) {
+	running := map[string]*Istiod{}
+	failed := map[string]time.Time{}
+	proxies := map[string]*Proxy{} // pod UID → its test proxy
+	defer func() {
+		for _, p := range proxies {
+			p.Close()
+		}
+		for _, d := range running {
+			d.Stop()
+		}
+	}()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		want := map[string]bool{}
+		if deps, err := e.Kube.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=istiod"}); err == nil {
+			for _, d := range deps.Items {
+				want[istiodRevision(d.Labels["istio.io/rev"])] = true
+			}
+		}
+		for rev := range want {
+			if d := running[rev]; d != nil && d.Running() {
+				continue
+			}
+			// A revision whose istiod failed to start is retried now and then,
+			// not on every tick.
+			if t, ok := failed[rev]; ok && time.Since(t) < 30*time.Second {
+				continue
+			}
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			d, err := e.StartIstiod(sctx, ns, rev)
+			cancel()
+			if err != nil {
+				e.logf("istiod %s: %v", rev, err)
+				failed[rev] = time.Now()
+				continue
+			}
+			delete(failed, rev)
+			running[rev] = d
+		}
+		for rev, d := range running {
+			if !want[rev] {
+				e.logf("revision %s uninstalled: stopping its istiod", rev)
+				d.Stop()
+				delete(running, rev)
+			}
+		}
+		e.connectSidecars(ctx, running, proxies)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// connectSidecars keeps one test proxy per running injected pod whose
+// revision's istiod runs, and closes those whose pod is gone.
+func (e *Env) connectSidecars(ctx context.Context, running map[string]*Istiod, proxies map[string]*Proxy) {
+	pods, err := e.Kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return
+	}
+	alive := map[string]bool{}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		status := p.Annotations["sidecar.istio.io/status"]
+		if status == "" || p.Status.PodIP == "" || p.DeletionTimestamp != nil || p.Status.Phase != "Running" {
+			continue
+		}
+		var st struct {
+			Revision string `json:"revision"`
+		}
+		_ = json.Unmarshal([]byte(status), &st)
+		d := running[istiodRevision(st.Revision)]
+		if d == nil {
+			continue
+		}
+		uid := string(p.UID)
+		alive[uid] = true
+		if proxies[uid] != nil {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		px, err := d.ConnectProxy(cctx, p, ProxyOptions{})
+		cancel()
+		if err != nil {
+			e.logf("proxy for %s/%s: %v", p.Namespace, p.Name, err)
+			continue
+		}
+		proxies[uid] = px
+	}
+	for uid, px := range proxies {
+		if !alive[uid] {
+			px.Close()
+			delete(proxies, uid)
+		}
 	}
 }
