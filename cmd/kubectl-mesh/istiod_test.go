@@ -312,6 +312,32 @@ webhooks:
 		m.kubectl(t, "delete", "mutatingwebhookconfiguration", "dead-webhook")
 		m.mesh(t, 0, "undo", "--yes")
 	})
+
+	// Last, as it stops istiod: with the injector gone, Istio's own webhook
+	// (failurePolicy Fail) refuses every pod of an injected namespace. The
+	// restart stops within seconds naming that webhook, and the change set
+	// is recorded as failed, so undo knows what was applied.
+	t.Run("istiod killed", func(t *testing.T) {
+		m.istiod.Stop()
+		ns := "orphan"
+		m.kubectl(t, "create", "namespace", ns)
+		m.apply(t, meshApp(ns, "app", 8080, false))
+		m.pods(t, ns, "app=app", 1)
+		r := kubectl(t, m.on, "mesh", "inject", "-n", ns, "--revision", "1-31", "--restart", "--yes", "--timeout", "3m")
+		if r.code != 69 {
+			t.Fatalf("inject with istiod down: exit %d, want 69", r.code)
+		}
+		assertNoLeaks(t, r)
+		mustContain(t, "error", errorLine(t, r), "pods cannot be created", `failed calling webhook "rev.namespace.sidecar-injector.istio.io"`, "kubectl mesh undo cs-")
+		sets := m.changeSets(t)
+		if last := sets[0].(map[string]any); last["status"] != "failed" {
+			t.Fatalf("change set after the failed restart: %v", last["status"])
+		}
+		m.mesh(t, 0, "undo", "--yes")
+		if l := m.kubectl(t, "get", "namespace", ns, "-o", "jsonpath={.metadata.labels.istio\\.io/rev}").stdout; l != "" {
+			t.Fatalf("undo left the injection label: %q", l)
+		}
+	})
 }
 
 // transports lists the transport protocols of port's inbound filter chains.
