@@ -76,7 +76,7 @@ func Describe(err error) (int, string) {
 	if errors.As(err, &e) {
 		code = e.Code
 	}
-	msg := oneLine(err.Error())
+	msg := OneLine(err.Error())
 	switch {
 	case apierrors.IsUnauthorized(err):
 		return NoPerm, msg + "; your credentials were rejected: refresh them (or pick another --context) and retry"
@@ -96,7 +96,7 @@ func Describe(err error) (int, string) {
 		// A bare client error reads better as what it means; a wrapped one
 		// keeps its context (e.g. which change set to undo).
 		var ue *url.Error
-		if errors.As(err, &ue) && oneLine(ue.Error()) == msg {
+		if errors.As(err, &ue) && OneLine(ue.Error()) == msg {
 			msg = fmt.Sprintf("cannot reach the Kubernetes API server at %s: %s", host(ue.URL), rootCause(ue.Err))
 		}
 		return Unavailable, msg + "; check that the cluster is running and that --kubeconfig/--context point at it"
@@ -111,9 +111,10 @@ func isUnreachable(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &oe) || errors.As(err, &ue) && errors.As(err, &ne)
 }
 
-// oneLine keeps the first line of multi-line errors (Kubernetes aggregates
-// some errors over several lines) and trims surrounding space.
-func oneLine(s string) string {
+// OneLine keeps the first line of multi-line errors (Kubernetes aggregates
+// some errors over several lines), says how many it left out, and trims
+// surrounding space.
+func OneLine(s string) string {
 	s = strings.TrimSpace(s)
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		rest := strings.Count(s[i:], "\n")

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/proxystatus"
 )
 
@@ -55,13 +56,13 @@ func (r *Runner) startProxySync(ctx context.Context, todo []*ObjectDiff) *proxyS
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if s.base, err = s.client.Read(rctx); err != nil {
-		fmt.Fprintf(r.C.Streams.ErrOut, "note: proxy sync will not be checked: istiod's sync status cannot be read through the API server (%s)\n", oneLine(err))
+		fmt.Fprintf(r.C.Streams.ErrOut, "note: proxy sync will not be checked: istiod's sync status cannot be read through the API server (%s)\n", exitcode.OneLine(err.Error()))
 		return nil
 	}
 	return s
 }
 
-// wait reports the proxies' progress until they have the change or the
+// waitProxySync reports the proxies' progress until they have the change or the
 // timeout passes; only an interrupt is an error.
 func (r *Runner) waitProxySync(ctx context.Context, s *proxySync) error {
 	if s == nil {
@@ -81,19 +82,11 @@ func (r *Runner) waitProxySync(ctx context.Context, s *proxySync) error {
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case errors.Is(err, context.DeadlineExceeded):
-		fmt.Fprintf(w, "warning: after %s, %s; see kubectl mesh check, or istioctl proxy-status\n", timeout, rep)
+		fmt.Fprintf(w, "warning: after %s, %s; look at those proxies with istioctl proxy-status\n", timeout, rep)
 	case err != nil:
-		fmt.Fprintf(w, "note: proxy sync not checked: %s\n", oneLine(err))
+		fmt.Fprintf(w, "note: proxy sync not checked: %s\n", exitcode.OneLine(err.Error()))
 	case len(rep.Updated)+len(rep.NotPushed) == 0:
 		fmt.Fprintf(w, "  no proxy %s is connected to istiod\n", where)
 	}
 	return nil
-}
-
-func oneLine(err error) string {
-	s := err.Error()
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	return s
 }

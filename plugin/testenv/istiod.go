@@ -52,7 +52,7 @@ type Istiod struct {
 	done  chan struct{}
 }
 
-// IstiodRevision is the revision label of a Deployment our install created
+// istiodRevision is the revision label of a Deployment our install created
 // ("default" for a revision-less install), as istiod expects in REVISION.
 func istiodRevision(rev string) string {
 	if rev == "" {
