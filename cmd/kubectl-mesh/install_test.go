@@ -1,6 +1,9 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/testenv"
@@ -138,4 +141,39 @@ func TestInstallBadInput(t *testing.T) {
 		assertNoLeaks(t, r)
 		mustContain(t, "error", errorLine(t, r), tc.want)
 	}
+}
+
+// TestInstallRendersOffline: a GitOps render needs no cluster, as
+// istioctl manifest generate does; the skipped prechecks are said once.
+func TestInstallRendersOffline(t *testing.T) {
+	nowhere := []string{"KUBECONFIG=" + writeFile(t, "nowhere.kubeconfig", `apiVersion: v1
+kind: Config
+clusters: [{name: gone, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: gone, user: u}}]
+current-context: c
+`)}
+	r := kubectl(t, nowhere, "mesh", "install", "--profile", "production", "--revision", "1-31", "-o", "yaml")
+	if r.code != 0 {
+		t.Fatalf("offline -o yaml: exit %d", r.code)
+	}
+	assertNoLeaks(t, r)
+	mustContain(t, "render", r.stdout, "kind: Deployment", "name: istiod-1-31", "kind: MutatingWebhookConfiguration")
+	mustContain(t, "note", r.stderr, "no cluster reachable: rendered without the prechecks")
+	if strings.Contains(r.stdout, "note:") {
+		t.Fatal("the note went to stdout with the manifests")
+	}
+	dir := filepath.Join(t.TempDir(), "out")
+	if r := kubectl(t, nowhere, "mesh", "install", "--output-dir", dir); r.code != 0 {
+		t.Fatalf("offline --output-dir: exit %d", r.code)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "kustomization.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	// Applying still needs the cluster, and says so.
+	r = kubectl(t, nowhere, "mesh", "install", "--yes")
+	if r.code != 69 {
+		t.Fatalf("offline apply: exit %d, want 69", r.code)
+	}
+	mustContain(t, "error", errorLine(t, r), "cannot reach the Kubernetes API server")
 }

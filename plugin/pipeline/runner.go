@@ -44,6 +44,11 @@ func (r *Runner) Run(ctx context.Context, plan *Plan) error {
 	sortPhases(plan)
 
 	if e.Output != "" || e.OutputDir != "" {
+		// The manifests go to stdout; what the user should know about
+		// them to stderr.
+		for _, n := range plan.Notes {
+			fmt.Fprintf(stderr, "note: %s\n", n)
+		}
 		return r.export(plan)
 	}
 	if e.DryRun == cli.DryRunClient {

@@ -47,7 +47,14 @@ func (o *Options) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, err
 	}
 	plan := o.phases(objs)
 	if err := o.precheck(ctx, cl.Kube, cl.Metadata, plan); err != nil {
-		return nil, err
+		// A render for GitOps needs no cluster (istioctl manifest generate
+		// neither): without one, the prechecks are skipped, and said so.
+		e := c.Engine
+		offline := e.Output != "" || e.OutputDir != "" || e.DryRun == cli.DryRunClient
+		if code, _ := exitcode.Describe(err); !offline || code != exitcode.Unavailable {
+			return nil, err
+		}
+		plan.Notes = append(plan.Notes, "no cluster reachable: rendered without the prechecks (Kubernetes version, installed revisions and in-place vs side-by-side upgrade, leftover CRDs, webhook conflicts); run the same command against the cluster to check them")
 	}
 	if o.Wait {
 		plan.Verify = verifySteps(cl.Kube, objs, o.Timeout)
