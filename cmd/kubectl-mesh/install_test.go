@@ -56,6 +56,20 @@ spec:
 	r = run(0, "install", "--revision", "1-31", "--yes")
 	mustContain(t, "re-run", r.stderr, "revision 1-31 is installed already", "No changes")
 
+	// The autoscaler scaled istiod up (kubectl scale updates the count as
+	// the HPA does): a re-run leaves it alone.
+	if r := kubectl(t, on, "scale", "deployment", "istiod-1-31", "-n", "istio-system", "--replicas=4"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	r = run(0, "install", "--revision", "1-31", "--yes")
+	mustContain(t, "re-run after scale-up", r.stderr, "No changes")
+	if r := kubectl(t, on, "get", "deployment", "istiod-1-31", "-n", "istio-system", "-o", "jsonpath={.spec.replicas}"); r.stdout != "4" {
+		t.Fatalf("a re-run of the install changed istiod's replicas to %q, want the autoscaler's 4", r.stdout)
+	}
+	if r := kubectl(t, on, "scale", "deployment", "istiod-1-31", "-n", "istio-system", "--replicas=2"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+
 	// A revision-less install next to the "default" revision tag would
 	// double-inject: blocked.
 	tag := writeFile(t, "tag.yaml", `apiVersion: admissionregistration.k8s.io/v1
@@ -159,6 +173,12 @@ current-context: c
 	}
 	assertNoLeaks(t, r)
 	mustContain(t, "render", r.stdout, "kind: Deployment", "name: istiod-1-31", "kind: MutatingWebhookConfiguration")
+	// GitOps tools apply this: the autoscaled Deployments carry no count.
+	for _, doc := range strings.Split(r.stdout, "\n---\n") {
+		if strings.Contains(doc, "kind: Deployment\n") && strings.Contains(doc, "replicas:") {
+			t.Fatalf("an exported Deployment sets replicas although an HPA scales it:\n%s", doc[:min(len(doc), 400)])
+		}
+	}
 	mustContain(t, "note", r.stderr, "no cluster reachable: rendered without the prechecks")
 	if strings.Contains(r.stdout, "note:") {
 		t.Fatal("the note went to stdout with the manifests")

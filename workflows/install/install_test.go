@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -189,5 +190,44 @@ func TestKubernetesVersionGate(t *testing.T) {
 	}
 	if o.supported("garbage") == nil {
 		t.Fatal("unparsable version accepted")
+	}
+}
+
+func TestLeaveReplicasToHPA(t *testing.T) {
+	mk := func() []*unstructured.Unstructured {
+		dep := func(name string) *unstructured.Unstructured {
+			return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "apps/v1", "kind": "Deployment",
+				"metadata": map[string]any{"name": name, "namespace": "istio-system"}, "spec": map[string]any{"replicas": int64(2)}}}
+		}
+		hpa := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+			"metadata": map[string]any{"name": "istiod", "namespace": "istio-system"},
+			"spec":     map[string]any{"scaleTargetRef": map[string]any{"kind": "Deployment", "name": "istiod"}, "minReplicas": int64(2)}}}
+		return []*unstructured.Unstructured{dep("istiod"), dep("not-autoscaled"), hpa}
+	}
+	replicas := func(objs []*unstructured.Unstructured) (string, string) {
+		get := func(u *unstructured.Unstructured) string {
+			n, found, _ := unstructured.NestedInt64(u.Object, "spec", "replicas")
+			if !found {
+				return "unset"
+			}
+			return strconv.FormatInt(n, 10)
+		}
+		return get(objs[0]), get(objs[1])
+	}
+	for _, tc := range []struct {
+		name       string
+		live       map[string]int64
+		export     bool
+		hpa, other string
+	}{
+		{"first install starts at the HPA's floor", nil, false, "2", "2"},
+		{"a re-run keeps what the autoscaler chose", map[string]int64{"istio-system/istiod": 4, "istio-system/not-autoscaled": 7}, false, "4", "2"},
+		{"an export leaves the count to the autoscaler", map[string]int64{"istio-system/istiod": 4}, true, "unset", "2"},
+	} {
+		objs := mk()
+		leaveReplicasToHPA(objs, tc.live, tc.export)
+		if hpa, other := replicas(objs); hpa != tc.hpa || other != tc.other {
+			t.Errorf("%s: autoscaled %s, other %s; want %s, %s", tc.name, hpa, other, tc.hpa, tc.other)
+		}
 	}
 }

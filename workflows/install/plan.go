@@ -46,16 +46,25 @@ func (o *Options) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, err
 		return nil, err
 	}
 	plan := o.phases(objs)
+	e := c.Engine
+	export := e.Output != "" || e.OutputDir != ""
 	if err := o.precheck(ctx, cl.Kube, cl.Metadata, plan); err != nil {
 		// A render for GitOps needs no cluster (istioctl manifest generate
 		// neither): without one, the prechecks are skipped, and said so.
-		e := c.Engine
-		offline := e.Output != "" || e.OutputDir != "" || e.DryRun == cli.DryRunClient
-		if code, _ := exitcode.Describe(err); !offline || code != exitcode.Unavailable {
+		if code, _ := exitcode.Describe(err); !(export || e.DryRun == cli.DryRunClient) || code != exitcode.Unavailable {
 			return nil, err
 		}
 		plan.Notes = append(plan.Notes, "no cluster reachable: rendered without the prechecks (Kubernetes version, installed revisions and in-place vs side-by-side upgrade, leftover CRDs, webhook conflicts); run the same command against the cluster to check them")
+		leaveReplicasToHPA(objs, nil, true)
+		return plan, nil
 	}
+	var live map[string]int64
+	if !export {
+		if live, err = liveReplicas(ctx, cl.Kube, o.istioNamespace); err != nil {
+			return nil, err
+		}
+	}
+	leaveReplicasToHPA(objs, live, export)
 	if o.Wait {
 		plan.Verify = verifySteps(cl.Kube, objs, o.Timeout)
 	}

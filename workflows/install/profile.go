@@ -18,6 +18,7 @@ type Reason struct{ Setting, Why string }
 // ProductionReasons is what --explain prints; keep it in step with production.yaml.
 var ProductionReasons = []Reason{
 	{"istiod: 2 replicas, HPA min 2 / max 5", "default runs 1 istiod with a PDB of minAvailable 1, which blocks every node drain (istio/istio#12602, #53909)"},
+	{"istiod and gateways: the replica count is left to the HPA", "a static count would scale an autoscaled control plane back down on every re-run of the install; a first install starts at the HPA's minimum, a re-run keeps the live count, and -o yaml / --output-dir leave the field out so GitOps tools do not fight the autoscaler either"},
 	{"istiod: PDB minAvailable 1", "with 2 replicas a drain can evict one pod while the other keeps serving config and certificates"},
 	{"istiod: requests 500m/2Gi, limits 1000m/4Gi", "istiod memory grows with services and endpoints; without requests it is the first pod evicted under pressure"},
 	{"gateways: 2 replicas, HPA min 2 / max 5, PDB minAvailable 1", "one gateway pod is a single point of failure for all ingress traffic"},
