@@ -4,6 +4,7 @@
 #   and krew (as kubectl-krew) with validate-krew-manifest for the distribution tests;
 #   pilot-discovery (the real istiod) from the istio.io/istio module the plugin embeds, for the
 #   end-to-end tests and the sandbox;
+#   kube-score, the outside linter the install tests score the production render with;
 #   istioctl on request (hack/build-tools.sh istioctl) for the benchmarks.
 # Prometheus (with promtool, for the telemetry tests) is Debian's package:
 # installed with apt-get when missing, which needs root.
@@ -48,7 +49,7 @@ k8s_ldflags() {
 }
 
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kubectl-krew validate-krew-manifest pilot-discovery prometheus)
+[[ ${#want[@]} -gt 0 ]] || want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kubectl-krew validate-krew-manifest pilot-discovery kube-score prometheus)
 for t in "${want[@]}"; do
   case $t in
     etcd) build etcd "$ETCD_VERSION" etcd go.etcd.io/etcd/server/v3 ;;
@@ -74,6 +75,7 @@ for t in "${want[@]}"; do
     # pilot-discovery is the real istiod the end-to-end tests and the sandbox run
     # (plugin/testenv), at the same version as the libraries the plugin embeds.
     pilot-discovery) build pilot-discovery "$(grep 'istio.io/istio ' "$root/go.mod" | awk '{print $2}')" istio istio.io/istio/pilot/cmd/pilot-discovery ;;
+    kube-score) build kube-score "$(sed -n 's#.*github.com/zegl/kube-score \(v[^ ]*\).*#\1#p' "$root/hack/tools/kubescore/go.mod" | head -1)" kubescore github.com/zegl/kube-score/cmd/kube-score ;;
     istioctl) build istioctl "$(grep 'istio.io/istio ' "$root/go.mod" | awk '{print $2}')" istio istio.io/istio/istioctl/cmd/istioctl ;;
     prometheus)
       if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then

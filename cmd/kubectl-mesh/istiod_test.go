@@ -177,6 +177,10 @@ func TestRealIstiod(t *testing.T) {
 			if !holdsApplication(p) {
 				t.Fatalf("pod %s: holdApplicationUntilProxyStarts not in effect: %+v", p.Name, p.Spec)
 			}
+			// The production profile's DNS capture reached the sidecar.
+			if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "ISTIO_META_DNS_CAPTURE" && e.Value == "true" }) {
+				t.Fatalf("pod %s: istio-proxy lacks ISTIO_META_DNS_CAPTURE=true: %v", p.Name, c.Env)
+			}
 		}
 		r = m.mesh(t, 0, "status")
 		mustContain(t, "status", r.stdout, "shop")
@@ -209,6 +213,11 @@ func TestRealIstiod(t *testing.T) {
 		host := "reviews." + ns + ".svc.cluster.local"
 		subset := func(v string) string { return "outbound|9080|" + v + "|" + host }
 		waitRoute(t, p, host+":9080", map[string]uint32{"outbound|9080||" + host: 100})
+		// The production profile's retry policy is what istiod gives every
+		// route: no retries of requests the application answered (5xx).
+		if got := p.DefaultRoute("9080", host+":9080").GetRoute().GetRetryPolicy().GetRetryOn(); got != "connect-failure,refused-stream,unavailable,cancelled" {
+			t.Fatalf("route retry policy retries on %q", got)
+		}
 		r := m.mesh(t, 0, "canary", "start", "-n", ns, "reviews", "--stable", "v1", "--canary", "v2", "--weight", "10", "--yes")
 		// The apply waited for the connected proxy to acknowledge the push.
 		mustContain(t, "proxy sync", r.stderr, "Verifying: proxies in books have the new configuration", "1 of 1 proxies acknowledged the new configuration")
@@ -241,6 +250,28 @@ func TestRealIstiod(t *testing.T) {
 		}, func(p *testenv.Proxy) any { return p.InboundChains(8080) })
 		if got := callerNamespaces(rbac); got != "payments,shop" {
 			t.Fatalf("RBAC allows callers from namespaces %q, want exactly payments,shop:\n%s", got, rbac)
+		}
+	})
+
+	// istiod allocates an address to a ServiceEntry without one (with the
+	// production profile's DNS capture, TCP to external hosts on a shared
+	// port can be routed).
+	t.Run("address auto-allocation", func(t *testing.T) {
+		m.apply(t, `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: external-db, namespace: books}
+spec:
+  hosts: [db.example.com]
+  ports: [{number: 5432, name: tcp, protocol: TCP}]
+  resolution: DNS
+  location: MESH_EXTERNAL
+`)
+		err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			r := kubectl(t, m.on, "get", "serviceentry", "external-db", "-n", "books", "-o", "jsonpath={.status.addresses[*].value}")
+			return r.code == 0 && r.stdout != "", nil
+		})
+		if err != nil {
+			t.Fatal("istiod allocated no address to the ServiceEntry")
 		}
 	})
 

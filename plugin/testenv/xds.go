@@ -374,30 +374,35 @@ func httpManager(fc *listener.FilterChain) *hcm.HttpConnectionManager {
 	return nil
 }
 
-// WeightedClusters returns cluster → weight of the last (default) route
-// of the virtual host istiod names vhost ("reviews.bookinfo.svc.cluster.local:9080")
-// in route configuration routeName; a single-cluster route is weight 100.
-func (p *Proxy) WeightedClusters(routeName, vhost string) map[string]uint32 {
+// DefaultRoute is the last (catch-all) route of the virtual host istiod
+// names vhost ("reviews.bookinfo.svc.cluster.local:9080") in route
+// configuration routeName, or nil.
+func (p *Proxy) DefaultRoute(routeName, vhost string) *route.Route {
 	rc := p.Route(routeName)
 	if rc == nil {
 		return nil
 	}
 	for _, vh := range rc.VirtualHosts {
-		if vh.Name != vhost || len(vh.Routes) == 0 {
-			continue
+		if vh.Name == vhost && len(vh.Routes) > 0 {
+			return vh.Routes[len(vh.Routes)-1]
 		}
-		a := vh.Routes[len(vh.Routes)-1].GetRoute()
-		if a == nil {
-			return nil
-		}
-		out := map[string]uint32{}
-		if c := a.GetCluster(); c != "" {
-			out[c] = 100
-		}
-		for _, wc := range a.GetWeightedClusters().GetClusters() {
-			out[wc.Name] = wc.Weight.GetValue()
-		}
-		return out
 	}
 	return nil
+}
+
+// WeightedClusters returns cluster → weight of DefaultRoute; a
+// single-cluster route is weight 100.
+func (p *Proxy) WeightedClusters(routeName, vhost string) map[string]uint32 {
+	a := p.DefaultRoute(routeName, vhost).GetRoute()
+	if a == nil {
+		return nil
+	}
+	out := map[string]uint32{}
+	if c := a.GetCluster(); c != "" {
+		out[c] = 100
+	}
+	for _, wc := range a.GetWeightedClusters().GetClusters() {
+		out[wc.Name] = wc.Weight.GetValue()
+	}
+	return out
 }

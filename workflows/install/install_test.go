@@ -49,6 +49,23 @@ func summary(t *testing.T, o *Options) string {
 			c := cs[0].(map[string]any)
 			_, aff, _ := unstructured.NestedMap(u.Object, "spec", "template", "spec", "affinity", "podAntiAffinity")
 			fmt.Fprintf(&b, "Deployment %s: replicas=%d image=%s resources=%v antiAffinity=%v\n", u.GetName(), replicas, c["image"], c["resources"], aff)
+			spec, _, _ := unstructured.NestedMap(u.Object, "spec", "template", "spec")
+			var spread []string
+			tsc, _, _ := unstructured.NestedSlice(spec, "topologySpreadConstraints")
+			for _, x := range tsc {
+				spread = append(spread, fmt.Sprint(x.(map[string]any)["topologyKey"]))
+			}
+			var env []string
+			for _, e := range c["env"].([]any) {
+				if n := e.(map[string]any)["name"]; n == "EXIT_ON_ZERO_ACTIVE_CONNECTIONS" {
+					env = append(env, fmt.Sprintf("%v=%v", n, e.(map[string]any)["value"]))
+				}
+			}
+			ann, _, _ := unstructured.NestedString(u.Object, "spec", "template", "metadata", "annotations", "proxy.istio.io/config")
+			fmt.Fprintf(&b, "Deployment %s: spread=%v priorityClass=%v grace=%v drain=%v %v\n", u.GetName(), spread, spec["priorityClassName"], spec["terminationGracePeriodSeconds"], ann, env)
+		case "PriorityClass":
+			v, _, _ := unstructured.NestedInt64(u.Object, "value")
+			fmt.Fprintf(&b, "PriorityClass %s: value=%d\n", u.GetName(), v)
 		case "HorizontalPodAutoscaler":
 			minR, _, _ := unstructured.NestedInt64(u.Object, "spec", "minReplicas")
 			maxR, _, _ := unstructured.NestedInt64(u.Object, "spec", "maxReplicas")
@@ -59,7 +76,8 @@ func summary(t *testing.T, o *Options) string {
 		case "ConfigMap":
 			if mc, ok, _ := unstructured.NestedString(u.Object, "data", "mesh"); ok {
 				for _, l := range strings.Split(mc, "\n") {
-					if strings.Contains(l, "accessLogFile") || strings.Contains(l, "holdApplicationUntilProxyStarts") || strings.Contains(l, "mode: ") {
+					if strings.Contains(l, "accessLogFile") || strings.Contains(l, "holdApplicationUntilProxyStarts") || strings.Contains(l, "mode: ") ||
+						strings.Contains(l, "retryOn") || strings.Contains(l, "DNS_CAPTURE") {
 						fmt.Fprintf(&b, "mesh %s: %s\n", u.GetName(), strings.TrimSpace(l))
 					}
 				}
@@ -92,11 +110,14 @@ func TestRenderGolden(t *testing.T) {
 func TestProductionOverlayValues(t *testing.T) {
 	got := summary(t, New())
 	for _, want := range []string{
-		"Deployment istiod: replicas=2", "map[limits:map[cpu:1000m memory:4Gi] requests:map[cpu:500m memory:2Gi]]",
+		"Deployment istiod: replicas=2", "map[limits:map[cpu:1000m ephemeral-storage:1Gi memory:4Gi] requests:map[cpu:500m ephemeral-storage:100Mi memory:2Gi]]",
 		"HPA istiod: min=2 max=5", "PDB istiod: minAvailable=1",
-		"Deployment istio-ingressgateway: replicas=2", "map[limits:map[cpu:2000m memory:2Gi] requests:map[cpu:1000m memory:1Gi]]",
-		"HPA istio-ingressgateway: min=2 max=5",
+		"Deployment istiod: spread=[topology.kubernetes.io/zone kubernetes.io/hostname] priorityClass=istio-control-plane",
+		"Deployment istio-ingressgateway: replicas=2", "map[limits:map[cpu:2000m ephemeral-storage:1Gi memory:2Gi] requests:map[cpu:1000m ephemeral-storage:100Mi memory:1Gi]]",
+		`Deployment istio-ingressgateway: spread=[topology.kubernetes.io/zone kubernetes.io/hostname] priorityClass=istio-control-plane grace=45 drain={"terminationDrainDuration": "30s"} [EXIT_ON_ZERO_ACTIVE_CONNECTIONS=true]`,
+		"HPA istio-ingressgateway: min=2 max=5", "PriorityClass istio-control-plane: value=1000000",
 		"accessLogFile: /dev/stdout", "holdApplicationUntilProxyStarts: true",
+		"retryOn: connect-failure,refused-stream,unavailable,cancelled", `ISTIO_META_DNS_CAPTURE: "true"`,
 		"image=docker.io/istio/pilot:1.31.0",
 	} {
 		if !strings.Contains(got, want) {

@@ -2,24 +2,41 @@ package install
 
 import "sigs.k8s.io/yaml"
 
-// gatewayProduction is the production k8s settings of one gateway.
-func gatewayProduction(selector map[string]any) map[string]any {
+// gatewayDrain is how long a gateway pod keeps serving in-flight
+// connections after it is told to stop; the pod's grace period outlasts it.
+const (
+	gatewayDrain       = "30s"
+	gatewayGracePeriod = 45
+)
+
+// gatewayProduction is the production k8s settings of one gateway (the
+// gateway chart has no values for spread or grace period: those are
+// overlays on its Deployment).
+func gatewayProduction(name string, selector map[string]any) map[string]any {
+	spread := func(key string) map[string]any {
+		return map[string]any{"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
+			"labelSelector": map[string]any{"matchLabels": selector}}
+	}
 	return map[string]any{
 		"replicaCount":        2,
 		"hpaSpec":             map[string]any{"minReplicas": 2, "maxReplicas": 5},
 		"podDisruptionBudget": map[string]any{"minAvailable": 1},
+		"priorityClassName":   priorityClassName,
 		"resources": map[string]any{
-			"requests": map[string]any{"cpu": "1000m", "memory": "1Gi"},
-			"limits":   map[string]any{"cpu": "2000m", "memory": "2Gi"},
+			"requests": map[string]any{"cpu": "1000m", "memory": "1Gi", "ephemeral-storage": "100Mi"},
+			"limits":   map[string]any{"cpu": "2000m", "memory": "2Gi", "ephemeral-storage": "1Gi"},
 		},
-		"affinity": map[string]any{"podAntiAffinity": map[string]any{
-			"preferredDuringSchedulingIgnoredDuringExecution": []any{map[string]any{
-				"weight": 100,
-				"podAffinityTerm": map[string]any{
-					"topologyKey":   "kubernetes.io/hostname",
-					"labelSelector": map[string]any{"matchLabels": selector},
-				},
-			}},
+		// Drain: stop taking new connections, let the open ones finish
+		// (up to the drain duration), exit as soon as none is left.
+		"podAnnotations": map[string]any{"proxy.istio.io/config": `{"terminationDrainDuration": "` + gatewayDrain + `"}`},
+		"env":            []any{map[string]any{"name": "EXIT_ON_ZERO_ACTIVE_CONNECTIONS", "value": "true"}},
+		"overlays": []any{map[string]any{
+			"apiVersion": "apps/v1", "kind": "Deployment", "name": name,
+			"patches": []any{
+				map[string]any{"path": "spec.template.spec.terminationGracePeriodSeconds", "value": gatewayGracePeriod},
+				map[string]any{"path": "spec.template.spec.topologySpreadConstraints", "value": []any{
+					spread("topology.kubernetes.io/zone"), spread("kubernetes.io/hostname")}},
+			},
 		}},
 	}
 }
@@ -51,7 +68,7 @@ func (o *Options) overlay() ([]byte, error) {
 		g := map[string]any{"name": name, "enabled": enabled}
 		k8s := map[string]any{}
 		if o.Profile == ProfileProduction {
-			k8s = gatewayProduction(map[string]any{"istio": istioLabel})
+			k8s = gatewayProduction(name, map[string]any{"istio": istioLabel})
 		}
 		if serviceType != "" {
 			k8s["service"] = map[string]any{"type": serviceType}

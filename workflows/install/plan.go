@@ -122,6 +122,9 @@ func (o *Options) Render() ([]*unstructured.Unstructured, error) {
 			out = append(out, u)
 		}
 	}
+	if o.Profile == ProfileProduction {
+		out = append(out, priorityClass())
+	}
 	if err := checkImages(out); err != nil {
 		return nil, err
 	}
@@ -152,13 +155,15 @@ func checkImages(objs []*unstructured.Unstructured) error {
 // phases orders the install: CRDs, then the namespace, then the control
 // plane, then gateways.
 func (o *Options) phases(objs []*unstructured.Unstructured) *pipeline.Plan {
-	var crds, cp, gw []pipeline.Change
+	var crds, first, cp, gw []pipeline.Change
 	for _, u := range objs {
 		ch := pipeline.Change{Op: pipeline.Apply, Object: u}
 		comp := component.Name(u.GetAnnotations()["kubectl-mesh.io/component"])
 		switch {
 		case u.GetKind() == "CustomResourceDefinition":
 			crds = append(crds, ch)
+		case u.GetKind() == "PriorityClass":
+			first = append(first, ch) // before any pod asks for it
 		case comp == component.IngressComponentName || comp == component.EgressComponentName:
 			gw = append(gw, ch)
 		default:
@@ -181,7 +186,7 @@ func (o *Options) phases(objs []*unstructured.Unstructured) *pipeline.Plan {
 		}
 	}
 	add("Istio CRDs", crds)
-	add("namespace", []pipeline.Change{{Op: pipeline.Apply, Object: ns}})
+	add("namespace", append([]pipeline.Change{{Op: pipeline.Apply, Object: ns}}, first...))
 	add("control plane", cp)
 	add("gateways", gw)
 	if o.Profile == ProfileProduction {
