@@ -26,7 +26,7 @@ func TestInstallProductionRevision(t *testing.T) {
 	}
 
 	r := run(0, "install", "--explain")
-	mustContain(t, "explain", r.stdout, "istiod: 2 replicas, HPA min 2 / max 5", "why:")
+	mustContain(t, "explain", r.stdout, "istiod: 2 replicas, HPA min 2 / max 5", "why:", "spread over zones", "Kept as Istio ships it", "kept, because")
 
 	// A CRD an older Istio left behind is reported, not touched.
 	leftover := writeFile(t, "leftover.yaml", `apiVersion: apiextensions.k8s.io/v1
