@@ -184,15 +184,21 @@ const quiet = 3 * time.Second
 
 // Wait polls until every proxy in scope is updated, or nothing has moved
 // for a few seconds with no proxy stale, or ctx ends; it returns the last
-// report (with ctx's error on timeout).
+// report, with ctx's error on timeout. A failed read (istiod restarting, the
+// client's rate limiter near the deadline) does not end the wait; if no
+// read succeeded by the end, its error is returned.
 func (c Client) Wait(ctx context.Context, base map[string]Proxy, scope Scope, progress func(string)) (Report, error) {
 	var last Report
+	var lastErr error
+	read := false
 	lastLine, changed := "", time.Now()
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		now, err := c.Read(ctx)
-		if err == nil {
+		if now, err := c.Read(ctx); err != nil {
+			lastErr = err
+		} else {
+			read = true
 			last = summarize(base, now, scope)
 			if line := last.String(); line != lastLine && last.total() > 0 {
 				progress(line)
@@ -201,11 +207,12 @@ func (c Client) Wait(ctx context.Context, base map[string]Proxy, scope Scope, pr
 			if len(last.Stale) == 0 && (len(last.NotPushed) == 0 || len(last.Updated) > 0 && time.Since(changed) >= quiet) {
 				return last, nil
 			}
-		} else if ctx.Err() == nil {
-			return last, err
 		}
 		select {
 		case <-ctx.Done():
+			if !read && lastErr != nil {
+				return last, lastErr
+			}
 			return last, ctx.Err()
 		case <-tick.C:
 		}
