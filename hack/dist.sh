@@ -3,13 +3,19 @@
 # .tar.gz (.zip for windows) per platform holding kubectl-mesh and LICENSE,
 # a .sha256 beside each, and the krew manifest rendered from krew/mesh.yaml
 # with the real checksums into $DIST/krew/mesh.yaml.
-# Env: VERSION (default: git describe), DIST (default: dist),
+# Env: VERSION (default: hack/version.sh: the tag, or v0.0.0-<time>-<sha>), DIST (default: dist),
 #      PLATFORMS (default: all six), BASE_URL (default: the GitHub release),
 #      ONLY_BUILT=1 renders only the platforms built (a partial build).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo v0.0.0-dev)}
+VERSION=${VERSION:-$(hack/version.sh)}
+# krew refuses a version that is not semver with a leading "v".
+semver='^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$'
+if [[ ! $VERSION =~ $semver ]]; then
+  echo "dist: VERSION=$VERSION is not a semantic version starting with v (krew refuses it): use e.g. VERSION=v0.1.0" >&2
+  exit 64
+fi
 DIST=${DIST:-dist}
 PLATFORMS=${PLATFORMS:-"linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64"}
 mkdir -p "$DIST"

@@ -25,12 +25,25 @@ func TestKrewInstallsTheReleaseArchive(t *testing.T) {
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
+	// A version that krew would refuse stops the build, naming VERSION=.
+	bad := exec.CommandContext(ctx, "../../hack/dist.sh")
+	bad.Env = append(os.Environ(), "PLATFORMS=linux/amd64", "VERSION=338209e", "DIST="+t.TempDir())
+	if out, err := bad.CombinedOutput(); err == nil || !strings.Contains(string(out), "VERSION=338209e is not a semantic version starting with v") {
+		t.Fatalf("dist with VERSION=338209e: %v\n%s", err, out)
+	}
+	// The default version (no tag here: a pseudo-version of the commit)
+	// is one krew accepts.
 	build := exec.CommandContext(ctx, "../../hack/dist.sh")
-	build.Env = append(os.Environ(), "PLATFORMS=linux/amd64", "ONLY_BUILT=1", "VERSION=v0.0.1-e2e", "DIST="+dist, "BASE_URL="+srv.URL)
+	build.Env = append(os.Environ(), "PLATFORMS=linux/amd64", "ONLY_BUILT=1", "VERSION=", "DIST="+dist, "BASE_URL="+srv.URL)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("hack/dist.sh: %v\n%s", err, out)
 	}
-	archive := filepath.Join(dist, "kubectl-mesh_v0.0.1-e2e_linux_amd64.tar.gz")
+	archives, _ := filepath.Glob(filepath.Join(dist, "kubectl-mesh_v*_linux_amd64.tar.gz"))
+	if len(archives) != 1 {
+		t.Fatalf("want one linux/amd64 archive with a v-version, got %v", archives)
+	}
+	archive := archives[0]
+	version := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(archive), "kubectl-mesh_"), "_linux_amd64.tar.gz")
 	manifest := filepath.Join(dist, "krew", "mesh.yaml")
 	m, err := os.ReadFile(manifest)
 	if err != nil {
@@ -40,7 +53,7 @@ func TestKrewInstallsTheReleaseArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustContain(t, "manifest", string(m), "name: mesh", "version: v0.0.1-e2e", "sha256: "+strings.Fields(string(sum))[0], "Istio", "kubectl mesh completion install")
+	mustContain(t, "manifest", string(m), "name: mesh", "version: "+version, "sha256: "+strings.Fields(string(sum))[0], "Istio", "kubectl mesh completion install")
 
 	// krew's validator, including an install of every platform in the manifest.
 	krewRoot := t.TempDir()
@@ -69,7 +82,7 @@ func TestKrewInstallsTheReleaseArchive(t *testing.T) {
 	cmd := exec.CommandContext(ctx, "kubectl", "mesh", "version", "--client")
 	cmd.Env = append(os.Environ(), "PATH="+path)
 	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "kubectl-mesh: v0.0.1-e2e") {
+	if err != nil || !strings.Contains(string(out), "kubectl-mesh: "+version) {
 		t.Fatalf("installed plugin: %v\n%s", err, out)
 	}
 }
