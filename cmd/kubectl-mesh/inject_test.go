@@ -201,3 +201,28 @@ func TestInjectForbiddenNamespacePatch(t *testing.T) {
 		t.Fatal("forbidden inject labelled the namespace")
 	}
 }
+
+// TestInjectOnTerminal: without --restart, inject asks whether to restart
+// the workloads that need it, naming them, and restarts them on yes.
+func TestInjectOnTerminal(t *testing.T) {
+	installFakeControlPlane(t)
+	ns := "inject-tty"
+	createNamespace(t, ns)
+	if r := kubectl(t, nil, "apply", "-f", writeFile(t, "w.yaml", deployment(ns, "tty-web", ""))); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	mustKubectl(t, "rollout", "status", "-n", ns, "deployment/tty-web", "--timeout=60s")
+	screen, code := runOnTerminalSteps(t, []termStep{
+		{"Restart 1 workload(s) to get the sidecar from 1-31, one at a time (Deployment/tty-web)?", typeKeys("y\r")},
+		{"Apply these", typeKeys("y\r")},
+	}, "mesh", "inject", "-n", ns, "--revision", "1-31")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, screen)
+	}
+	if templateAnnotations(t, ns, "tty-web")["kubectl.kubernetes.io/restartedAt"] == nil {
+		t.Fatalf("answering yes did not restart tty-web:\n%s", screen)
+	}
+	if strings.Contains(screen, "re-run with --restart") {
+		t.Fatalf("told to re-run instead of asked:\n%s", screen)
+	}
+}

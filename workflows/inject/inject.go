@@ -7,9 +7,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -30,6 +32,10 @@ type Options struct {
 
 	istioNamespace string
 	planes         []mesh.ControlPlane
+	// workloads is the namespace's inventory when Complete read it to ask
+	// about restarts; Plan then does not read it again.
+	workloads []mesh.Workload
+	flags     *pflag.FlagSet
 }
 
 // New returns the workflow with its defaults.
@@ -57,6 +63,7 @@ rollout; the first failure stops the sequence.`,
 	f.BoolVar(&o.Force, "force", false, "Allow kube-system and the Istio control-plane namespace")
 	f.BoolVar(&o.Wait, "wait", o.Wait, "With --restart, wait for each rollout before the next")
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "How long to wait for each rollout")
+	o.flags = f
 	return cmd
 }
 
@@ -87,19 +94,49 @@ func (o *Options) Complete(ctx context.Context, c *cli.Context, _ []string) erro
 	} else if err != nil {
 		return err
 	}
-	if o.Disable {
-		return nil
-	}
-	if o.planes, err = mesh.Revisions(ctx, kube); err != nil {
-		return err
-	}
-	var ask func([]string) (string, error)
-	if c.CanPrompt() {
-		ask = func(names []string) (string, error) {
-			return c.Prompter.Select("Revision or tag to inject from:", names, names[0])
+	if !o.Disable {
+		if o.planes, err = mesh.Revisions(ctx, kube); err != nil {
+			return err
+		}
+		var ask func([]string) (string, error)
+		if c.CanPrompt() {
+			ask = func(names []string) (string, error) {
+				return c.Prompter.Select("Revision or tag to inject from:", names, names[0])
+			}
+		}
+		if o.Revision, err = mesh.PickRevision(o.planes, o.Revision, ask); err != nil {
+			return err
 		}
 	}
-	o.Revision, err = mesh.PickRevision(o.planes, o.Revision, ask)
+	return o.askRestart(ctx, c)
+}
+
+// askRestart asks, on a terminal and when --restart was not given, whether
+// to restart the workloads that need it, naming them.
+func (o *Options) askRestart(ctx context.Context, c *cli.Context) error {
+	if !c.CanPrompt() || o.flags == nil || o.flags.Changed("restart") {
+		return nil
+	}
+	cl, err := c.Clients()
+	if err != nil {
+		return err
+	}
+	if o.workloads, err = mesh.Inventory(ctx, cl.Kube, cl.Metadata, o.Namespace); err != nil {
+		return err
+	}
+	restart, _ := o.needRestart(o.workloads)
+	if len(restart) == 0 {
+		return nil
+	}
+	refs := make([]string, len(restart))
+	for i, w := range restart {
+		refs[i] = w.Ref()
+	}
+	what := "to get the sidecar from " + o.Revision
+	if o.Disable {
+		what = "to drop their sidecars"
+	}
+	o.Restart, err = c.Prompter.Confirm(fmt.Sprintf("Restart %d workload(s) %s, one at a time (%s)?", len(restart), what, strings.Join(refs, ", ")), true)
 	return err
 }
 

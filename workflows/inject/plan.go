@@ -35,11 +35,32 @@ func (o *Options) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, err
 	if err != nil {
 		return nil, err
 	}
-	workloads, err := mesh.Inventory(ctx, cl.Kube, cl.Metadata, o.Namespace)
-	if err != nil {
-		return nil, err
+	workloads := o.workloads
+	if workloads == nil {
+		if workloads, err = mesh.Inventory(ctx, cl.Kube, cl.Metadata, o.Namespace); err != nil {
+			return nil, err
+		}
 	}
 	return o.build(live, workloads, c.Now().UTC().Format("2006-01-02T15:04:05Z"), cl.Kube, cl.Metadata), nil
+}
+
+// needRestart sorts the workloads whose pods must be recreated to pick up
+// the change: those a restart replaces, and those it does not (bare pods).
+func (o *Options) needRestart(workloads []mesh.Workload) (restart, manual []mesh.Workload) {
+	for _, w := range workloads {
+		need := w.NeedsRestart(o.Revision)
+		if o.Disable {
+			need = w.Injected() > 0
+		}
+		switch {
+		case !need:
+		case w.Restartable():
+			restart = append(restart, w)
+		default:
+			manual = append(manual, w)
+		}
+	}
+	return restart, manual
 }
 
 // build is the pure part of Plan: from the live namespace and its
@@ -79,20 +100,7 @@ func (o *Options) build(live *unstructured.Unstructured, workloads []mesh.Worklo
 		Phases: []pipeline.Phase{{Name: "label namespace " + o.Namespace, Changes: []pipeline.Change{{Op: pipeline.Replace, Object: ns}}}},
 	}
 
-	var restart, manual []mesh.Workload
-	for _, w := range workloads {
-		need := w.NeedsRestart(o.Revision)
-		if o.Disable {
-			need = w.Injected() > 0
-		}
-		switch {
-		case !need:
-		case w.Restartable():
-			restart = append(restart, w)
-		default:
-			manual = append(manual, w)
-		}
-	}
+	restart, manual := o.needRestart(workloads)
 	for _, w := range manual {
 		notes = append(notes, fmt.Sprintf("%s -n %s must be recreated manually (a restart does not replace it)", w.Ref(), o.Namespace))
 	}
