@@ -19,7 +19,6 @@ spec: {host: reviews}
 	malformed := writeFile(t, "malformed.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x\n  data: [\n")
 	noKind := writeFile(t, "nokind.yaml", "apiVersion: v1\nmetadata: {name: x}\n")
 	unknownKind := writeFile(t, "unknown.yaml", "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: bad-input}\n")
-	nonIstio := writeFile(t, "cr.yaml", "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n")
 	dead := writeFile(t, "dead.kubeconfig", strings.ReplaceAll(env.KubeconfigFor("admin", "x", ""), env.URL, "https://127.0.0.1:1"))
 	badToken := writeFile(t, "badtoken.kubeconfig", env.KubeconfigFor("admin", "not-a-valid-token", ""))
 
@@ -44,7 +43,6 @@ spec: {host: reviews}
 		{"malformed yaml analyze", nil, []string{"analyze", malformed}, 65, "is not valid YAML"},
 		{"object without kind", nil, []string{"apply", "-f", noKind}, 65, "document 1 has no kind"},
 		{"unknown kind", nil, []string{"apply", "-f", unknownKind}, 65, "kind Widget (example.com/v1) is not served by the cluster"},
-		{"non-Istio kind for analysis", nil, []string{"analyze", nonIstio}, 65, "is not a kind Istio's analyzers read"},
 		{"namespace missing", nil, []string{"analyze", "-n", "does-not-exist"}, 64, `namespace "does-not-exist" not found`},
 		{"unknown change set", nil, []string{"history", "cs-nope"}, 1, `change set "cs-nope" not found`},
 		{"unreachable apiserver", []string{"KUBECONFIG=" + dead}, []string{"apply", "-f", good, "--yes"}, 69, "check that the cluster is running"},

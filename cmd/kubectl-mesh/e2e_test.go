@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -106,6 +107,29 @@ func TestAnalyzeLiveFilesAndExitCodes(t *testing.T) {
 	// Files only.
 	r = mesh(t, 79, "analyze", "--use-kube=false", vs)
 	mustContain(t, "stdout", r.stdout, "IST0101")
+
+	// A GitOps tree mixes kinds: what the analyzers do not read is skipped
+	// with one line each, the rest of the same file is analyzed; -R walks
+	// subdirectories.
+	tree := t.TempDir()
+	shop := filepath.Join(tree, "apps", "shop")
+	if err := os.MkdirAll(shop, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mixed := `apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: shop-tls, namespace: ` + ns + `}
+spec: {secretName: shop-tls, dnsNames: [shop.example.com]}
+---
+` + strings.ReplaceAll(brokenVS, "%s", ns)
+	if err := os.WriteFile(filepath.Join(shop, "all.yaml"), []byte(mixed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = mesh(t, 65, "analyze", "--use-kube=false", tree)
+	mustContain(t, "no -R", errorLine(t, r), "has no .yaml, .yml or .json files (add -R for its subdirectories)")
+	r = mesh(t, 79, "analyze", "--use-kube=false", "-R", tree)
+	mustContain(t, "mixed kinds", r.stdout, "IST0101", "VirtualService "+ns+"/reviews")
+	mustContain(t, "skip line", r.stderr, `skipping Certificate "shop-tls" (cert-manager.io/v1) in `+filepath.Join(shop, "all.yaml")+": not a kind Istio's analyzers read")
 
 	// Analysis never writes: the file's object is not in the cluster.
 	if r := kubectl(t, nil, "get", "virtualservice", "-n", ns, "reviews"); r.code == 0 {

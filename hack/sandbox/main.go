@@ -72,7 +72,7 @@ func run(ctx context.Context, dir, samples string, ready func(*testenv.Env)) err
 }
 
 func createSamples(ctx context.Context, env *testenv.Env, dir string) error {
-	files, err := manifest.Read([]string{dir}, nil) // a directory: stdin is never read
+	files, err := manifest.Read([]string{dir}, nil, false) // a directory: stdin is never read
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,7 @@ type analyzeOptions struct {
 	allNamespaces bool
 	suppress      []string
 	useKube       bool
+	recursive     bool
 }
 
 func newAnalyze(c *cli.Context) *cobra.Command {
@@ -46,6 +47,7 @@ applied. Exits 79 when a message reaches --failure-threshold.`,
 	cmd.Flags().BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "Analyze every namespace")
 	cmd.Flags().StringArrayVarP(&o.suppress, "suppress", "S", nil, `Suppress a message code on a resource: "CODE=Kind namespace/name" (globs allowed, e.g. "IST0101=VirtualService bookinfo/*"); repeatable`)
 	cmd.Flags().BoolVar(&o.useKube, "use-kube", true, "Include the live cluster; false analyzes the files only")
+	cmd.Flags().BoolVarP(&o.recursive, "recursive", "R", false, "Read directories given as FILE recursively")
 	return cmd
 }
 
@@ -73,7 +75,7 @@ func (o *analyzeOptions) run(cmd *cobra.Command, c *cli.Context, args []string) 
 	if !o.useKube && len(args) == 0 {
 		return exitcode.Usagef("--use-kube=false needs at least one FILE to analyze")
 	}
-	files, err := manifest.Read(args, c.Streams.In)
+	files, err := manifest.Read(args, c.Streams.In, o.recursive)
 	if err != nil {
 		return err
 	}
@@ -81,8 +83,11 @@ func (o *analyzeOptions) run(cmd *cobra.Command, c *cli.Context, args []string) 
 	for _, f := range files {
 		for _, obj := range f.Objects {
 			gvk := obj.GroupVersionKind()
+			// GitOps directories mix kinds (Certificates, Applications, Helm
+			// output): Istio's reader passes over what it has no schema for,
+			// so the rest of the file is analyzed, as istioctl does.
 			if _, ok := collections.All.FindByGroupVersionAliasesKind(config.GroupVersionKind{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind}); !ok {
-				return exitcode.Dataf("%s: %s %q (%s) is not a kind Istio's analyzers read; remove it from the file", f.Name, gvk.Kind, obj.GetName(), obj.GetAPIVersion())
+				fmt.Fprintf(c.Streams.ErrOut, "skipping %s %q (%s) in %s: not a kind Istio's analyzers read\n", gvk.Kind, obj.GetName(), obj.GetAPIVersion(), f.Name)
 			}
 		}
 		sources = append(sources, analysis.Source{Name: f.Name, Reader: strings.NewReader(string(f.Data))})

@@ -26,7 +26,7 @@ type File struct {
 
 // Read loads each path ("-" is stdin; a directory means its .yaml/.yml/.json
 // files) and decodes it. Errors name the file and document and exit 65.
-func Read(paths []string, stdin io.Reader) ([]File, error) {
+func Read(paths []string, stdin io.Reader, recursive bool) ([]File, error) {
 	var out []File
 	for _, p := range paths {
 		names := []string{p}
@@ -36,7 +36,7 @@ func Read(paths []string, stdin io.Reader) ([]File, error) {
 				return nil, exitcode.Dataf("cannot read %s: %v", p, errors.Unwrap(err))
 			}
 			if st.IsDir() {
-				if names, err = dirFiles(p); err != nil {
+				if names, err = dirFiles(p, recursive); err != nil {
 					return nil, err
 				}
 			}
@@ -52,22 +52,35 @@ func Read(paths []string, stdin io.Reader) ([]File, error) {
 	return out, nil
 }
 
-func dirFiles(dir string) ([]string, error) {
-	entries, err := os.ReadDir(dir)
+// dirFiles lists a directory's manifest files (.yaml, .yml, .json), and
+// with recursive those of its subdirectories too, as kubectl -R does.
+func dirFiles(dir string, recursive bool) ([]string, error) {
+	var names []string
+	err := filepath.WalkDir(dir, func(path string, e os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if e.IsDir() {
+			if path != dir && !recursive {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		switch strings.ToLower(filepath.Ext(e.Name())) {
+		case ".yaml", ".yml", ".json":
+			names = append(names, path)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, exitcode.Dataf("cannot read directory %s: %v", dir, err)
 	}
-	var names []string
-	for _, e := range entries {
-		switch strings.ToLower(filepath.Ext(e.Name())) {
-		case ".yaml", ".yml", ".json":
-			if !e.IsDir() {
-				names = append(names, filepath.Join(dir, e.Name()))
-			}
-		}
-	}
 	if len(names) == 0 {
-		return nil, exitcode.Dataf("directory %s has no .yaml, .yml or .json files", dir)
+		hint := ""
+		if !recursive {
+			hint = " (add -R for its subdirectories)"
+		}
+		return nil, exitcode.Dataf("directory %s has no .yaml, .yml or .json files%s", dir, hint)
 	}
 	return names, nil
 }

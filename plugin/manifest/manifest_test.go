@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,20 +53,45 @@ func TestReadFilesDirsAndStdin(t *testing.T) {
 	write("a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")
 	write("b.json", `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"b"}}`)
 	write("notes.txt", "ignored")
-	files, err := Read([]string{dir, "-"}, strings.NewReader("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"))
+	files, err := Read([]string{dir, "-"}, strings.NewReader("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"), false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(files) != 3 || files[2].Name != "stdin" {
 		t.Fatalf("files: %+v", files)
 	}
-	_, err = Read([]string{filepath.Join(dir, "missing.yaml")}, nil)
+	_, err = Read([]string{filepath.Join(dir, "missing.yaml")}, nil, false)
 	if code, _ := exitcode.Describe(err); code != exitcode.DataErr {
 		t.Fatalf("missing file: exit %d (%v), want 65", code, err)
 	}
 	write("empty.yaml", "# nothing\n")
-	_, err = Read([]string{filepath.Join(dir, "empty.yaml")}, nil)
+	_, err = Read([]string{filepath.Join(dir, "empty.yaml")}, nil, false)
 	if err == nil || !strings.Contains(err.Error(), "contains no objects") {
 		t.Fatalf("empty file: %v", err)
+	}
+}
+
+func TestReadRecursive(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "apps", "shop")
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cm := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: %s}\n"
+	for p, name := range map[string]string{filepath.Join(dir, "top.yaml"): "top", filepath.Join(sub, "deep.yml"): "deep"} {
+		if err := os.WriteFile(p, []byte(fmt.Sprintf(cm, name)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flat, err := Read([]string{dir}, nil, false)
+	if err != nil || len(flat) != 1 {
+		t.Fatalf("without recursion: %d files, %v", len(flat), err)
+	}
+	deep, err := Read([]string{dir}, nil, true)
+	if err != nil || len(deep) != 2 {
+		t.Fatalf("recursive: %d files, %v", len(deep), err)
+	}
+	if _, err := Read([]string{filepath.Join(dir, "apps")}, nil, false); err == nil || !strings.Contains(err.Error(), "add -R") {
+		t.Fatalf("a directory with only subdirectories: %v", err)
 	}
 }

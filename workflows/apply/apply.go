@@ -61,7 +61,7 @@ func (o *Options) Complete(_ context.Context, c *cli.Context, _ []string) error 
 	if len(o.Files) == 0 {
 		return nil // Validate reports it
 	}
-	files, err := manifest.Read(o.Files, c.Streams.In)
+	files, err := manifest.Read(o.Files, c.Streams.In, false)
 	if err != nil {
 		return err
 	}
