@@ -228,7 +228,7 @@ func TestCanaryStartOnTerminal(t *testing.T) {
 		{"Initial canary weight", typeKeys("\x15" + "25\r")}, // clear the default, type 25
 		{"Header that always reaches", typeKeys("\r")},
 		{"Share of traffic to mirror", typeKeys("\r")},
-		{"Apply these", typeKeys("y\r")},
+		{"(y/N)", typeKeys("y\r")},
 	}, "mesh", "canary", "start", "-n", ns, "reviews")
 	if code != 0 {
 		t.Fatalf("exit %d", code)

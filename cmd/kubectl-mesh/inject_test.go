@@ -214,7 +214,7 @@ func TestInjectOnTerminal(t *testing.T) {
 	mustKubectl(t, "rollout", "status", "-n", ns, "deployment/tty-web", "--timeout=60s")
 	screen, code := runOnTerminalSteps(t, []termStep{
 		{"Restart 1 workload(s) to get the sidecar from 1-31, one at a time (Deployment/tty-web)?", typeKeys("y\r")},
-		{"Apply these", typeKeys("y\r")},
+		{"(y/N)", typeKeys("y\r")},
 	}, "mesh", "inject", "-n", ns, "--revision", "1-31")
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, screen)

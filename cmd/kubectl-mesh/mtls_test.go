@@ -342,7 +342,7 @@ func TestMigrateMTLSOnTerminal(t *testing.T) {
 	screen, code := runOnTerminalSteps(t, []termStep{
 		{"Stage to apply", typeKeys("\x1b[B\r")}, // permissive is the default; pick strict
 		{"Ports to keep PERMISSIVE", typeKeys("api:8080\r")},
-		{"Apply these", typeKeys("y\r")},
+		{"(y/N)", typeKeys("y\r")},
 	}, "mesh", "migrate-mtls", "-n", "mtls-tty", "--skip-telemetry")
 	if code != 0 {
 		t.Fatalf("exit %d", code)

@@ -150,7 +150,7 @@ func TestOnboardOnTerminal(t *testing.T) {
 		{"External hostname", typeKeys("\r")},
 		{"Other namespaces", typeKeys("\r")},
 		{"Group that may edit", typeKeys("tty-devs\r")},
-		{"Apply these", typeKeys("y\r")},
+		{"(y/N)", typeKeys("y\r")},
 	}, "mesh", "onboard", "tty-team")
 	if code != 0 {
 		t.Fatalf("exit %d", code)

@@ -46,6 +46,11 @@ func runOnTerminalSteps(t *testing.T, steps []termStep, args ...string) (string,
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "kubectl", args...)
 	cmd.Env = append(os.Environ(), "PATH="+pathEnv, "KUBECONFIG="+env.Kubeconfig, "NO_COLOR=1", "TERM=xterm")
+	// A long diff is paged on a terminal; nobody presses q here (a test
+	// that checks the paging sets its own pager).
+	if os.Getenv("KUBECTL_MESH_PAGER") == "" {
+		cmd.Env = append(cmd.Env, "KUBECTL_MESH_PAGER=cat")
+	}
 	ptmx, err := pty.Start(cmd)
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +104,7 @@ func TestConfirmOnTerminal(t *testing.T) {
 	createNamespace(t, ns)
 	f := writeFile(t, "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: confirm-tty}\ndata: {a: \"1\"}\n")
 
-	screen, code := runOnTerminal(t, "Apply these", "\x03", "mesh", "apply", "-f", f)
+	screen, code := runOnTerminal(t, "(y/N)", "\x03", "mesh", "apply", "-f", f)
 	if code != 130 || !strings.Contains(screen, "nothing was changed") {
 		t.Fatalf("Ctrl-C at the confirmation: exit %d", code)
 	}
@@ -107,12 +112,12 @@ func TestConfirmOnTerminal(t *testing.T) {
 		t.Fatal("Ctrl-C at the confirmation still applied")
 	}
 
-	screen, code = runOnTerminal(t, "Apply these", "n\r", "mesh", "apply", "-f", f)
+	screen, code = runOnTerminal(t, "(y/N)", "n\r", "mesh", "apply", "-f", f)
 	if code != 1 || !strings.Contains(screen, "not confirmed") || object(t, ns, "configmap", "settings") != nil {
 		t.Fatalf("answering no: exit %d", code)
 	}
 
-	screen, code = runOnTerminal(t, "Apply these", "y\r", "mesh", "apply", "-f", f)
+	screen, code = runOnTerminal(t, "(y/N)", "y\r", "mesh", "apply", "-f", f)
 	if code != 0 || !strings.Contains(screen, "Applied change set") {
 		t.Fatalf("answering yes: exit %d", code)
 	}
@@ -129,7 +134,7 @@ func TestConcurrentEditBetweenDiffAndApply(t *testing.T) {
 	mustKubectl(t, "create", "configmap", "settings", "-n", ns, "--from-literal=a=1")
 	f := writeFile(t, "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: concurrent-edit}\ndata: {a: \"2\"}\n")
 	// The "key" sent at the prompt is preceded by a teammate's edit.
-	waitFor := "Apply these"
+	waitFor := "(y/N)"
 	editedAndYes := func() string {
 		// Runs on the terminal's goroutine: report, do not FailNow.
 		if r := kubectl(t, nil, "label", "configmap", "settings", "-n", ns, "edited-by=teammate"); r.code != 0 {

@@ -36,6 +36,9 @@ type EngineOptions struct {
 	// ProxySyncTimeout bounds the wait for proxies to acknowledge an
 	// applied change to Istio configuration; 0 skips it.
 	ProxySyncTimeout time.Duration
+	// Diff is "full" (summary first when long, paged on a terminal) or
+	// "summary" (the table only).
+	Diff string
 }
 
 // DefaultEngineOptions returns the defaults documented in --help.
@@ -47,6 +50,7 @@ func DefaultEngineOptions() *EngineOptions {
 		FailureThreshold: "Error",
 		JournalNamespace: "kubectl-mesh",
 		ProxySyncTimeout: 30 * time.Second,
+		Diff:             "full",
 	}
 }
 
@@ -64,6 +68,7 @@ func (o *EngineOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.Accept, "accept", o.Accept, "Accept a blocking finding by its check ID (recorded in the journal); repeatable")
 	fs.BoolVar(&o.ShowSecrets, "show-secrets", o.ShowSecrets, "Show Secret values in diffs and output instead of ***")
 	fs.StringVar(&o.JournalNamespace, "journal-namespace", o.JournalNamespace, "Namespace where change sets are recorded for history and undo")
+	fs.StringVar(&o.Diff, "diff", o.Diff, `"full": the diff (after a summary table when longer than a screen, through $KUBECTL_MESH_PAGER or $PAGER on a terminal); "summary": the table only`)
 	fs.DurationVar(&o.ProxySyncTimeout, "proxy-sync-timeout", o.ProxySyncTimeout, "After a change to Istio configuration, how long to wait for the connected proxies to acknowledge it (istiod read through the API server; 0 skips the wait; never fails the apply)")
 }
 
@@ -77,6 +82,9 @@ func (o *EngineOptions) Validate() error {
 	}
 	if _, err := ParseSeverity(o.FailureThreshold); err != nil {
 		return err
+	}
+	if o.Diff != "full" && o.Diff != "summary" {
+		return fmt.Errorf("invalid --diff %q: use full or summary", o.Diff)
 	}
 	if o.ProxySyncTimeout < 0 {
 		return fmt.Errorf("--proxy-sync-timeout must not be negative")

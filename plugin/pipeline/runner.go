@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -97,8 +96,7 @@ func (r *Runner) Run(ctx context.Context, plan *Plan) error {
 		}
 	}
 	blocked = append(blocked, r.printChecks(plan, Severity(threshold))...)
-	dp := &DiffPrinter{Out: r.C.Streams.Out, Color: cli.Color(r.C.Streams.Out), ShowSecrets: e.ShowSecrets, External: os.Getenv("KUBECTL_EXTERNAL_DIFF")}
-	if err := dp.Print(diffs); err != nil {
+	if err := r.showDiff(plan, diffs); err != nil {
 		return err
 	}
 	r.summary(diffs)
@@ -259,7 +257,11 @@ func (r *Runner) confirm(changed int) error {
 	if !r.C.CanPrompt() {
 		return exitcode.Usagef("refusing to apply %d change(s) without confirmation: no terminal to ask on; re-run with --yes (or --dry-run=server to only see the diff)", changed)
 	}
-	ok, err := r.C.Prompter.Confirm(fmt.Sprintf("Apply these %d change(s)?", changed), false)
+	question := "Apply 1 change?"
+	if changed != 1 {
+		question = fmt.Sprintf("Apply %d changes?", changed)
+	}
+	ok, err := r.C.Prompter.Confirm(question, false)
 	if errors.Is(err, prompt.ErrInterrupted) {
 		return exitcode.New(exitcode.Interrupted, errors.New("interrupted: nothing was changed"))
 	}
