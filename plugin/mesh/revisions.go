@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/prompt"
 )
 
 // Labels Istio uses for injection and revisions.
@@ -132,6 +133,17 @@ func InjectedFrom(labels map[string]string) string {
 		return DefaultRevision
 	}
 	return ""
+}
+
+// RevisionQuestion is PickRevision's question on p, or nil (never ask)
+// when there is no terminal to ask on.
+func RevisionQuestion(p prompt.Prompter) func(names []string) (string, error) {
+	if p == nil {
+		return nil
+	}
+	return func(names []string) (string, error) {
+		return p.Select("Revision or tag to inject from:", names, names[0])
+	}
 }
 
 // PickRevision returns the revision or tag to inject from: requested when

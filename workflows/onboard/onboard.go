@@ -201,13 +201,7 @@ func (o *Options) Complete(ctx context.Context, c *cli.Context, args []string) e
 	if o.planes, err = mesh.Revisions(ctx, cl.Kube); err != nil {
 		return err
 	}
-	var ask func([]string) (string, error)
-	if c.CanPrompt() {
-		ask = func(names []string) (string, error) {
-			return c.Prompter.Select("Revision or tag to inject from:", names, names[0])
-		}
-	}
-	if o.Revision, err = mesh.PickRevision(o.planes, o.Revision, ask); err != nil {
+	if o.Revision, err = mesh.PickRevision(o.planes, o.Revision, mesh.RevisionQuestion(c.Prompter)); err != nil {
 		return err
 	}
 	if c.CanPrompt() && !o.inherited {
