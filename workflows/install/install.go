@@ -70,8 +70,11 @@ func (o *Options) Command() *cobra.Command {
 prechecks the cluster, and applies CRDs, the namespace, the control plane and
 the gateways in that order with a diff, confirmation, journal and undo; then
 waits for the rollouts. The "production" profile is Istio's default profile
-plus replicas, autoscaling, drain-safe disruption budgets, resources and
-anti-affinity; --explain prints every deviation and why.`,
+plus replicas left to the autoscaler, drain-safe disruption budgets,
+resources, zone and node spread, a priority class, gateways that drain
+gracefully and safer mesh defaults; --explain prints every deviation and why,
+and what is kept as Istio ships it. -o yaml and --output-dir render without a
+cluster.`,
 		Example: `  kubectl mesh install --explain
   kubectl mesh install --revision 1-31 --dry-run=server
   kubectl mesh install --revision 1-31 --yes
