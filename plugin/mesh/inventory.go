@@ -88,15 +88,15 @@ func ClassifyPod(p *corev1.Pod) Pod {
 	}
 	out.OptOut = p.Annotations[AnnotationInject] == "false" || p.Labels[LabelInjectPod] == "false"
 	if out.HasSidecar {
-		out.Revision = injectedRevision(p)
+		out.Revision = InjectedRevision(p)
 	}
 	return out
 }
 
-// injectedRevision is the revision whose injector added the sidecar: Istio's
+// InjectedRevision is the revision whose injector added the sidecar: Istio's
 // injector records it in the status annotation (and does not label the pod);
 // a pod's istio.io/rev label is the fallback, "default" the last resort.
-func injectedRevision(p *corev1.Pod) string {
+func InjectedRevision(p *corev1.Pod) string {
 	var status struct {
 		Revision string `json:"revision"`
 	}

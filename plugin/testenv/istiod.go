@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,9 +10,12 @@ import (
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
 )
 
 // Istiod is a real istiod (pilot-discovery, built from the istio module the
@@ -56,7 +58,7 @@ type Istiod struct {
 // ("default" for a revision-less install), as istiod expects in REVISION.
 func istiodRevision(rev string) string {
 	if rev == "" {
-		return "default"
+		return mesh.DefaultRevision
 	}
 	return rev
 }
@@ -70,7 +72,7 @@ func (e *Env) StartIstiod(ctx context.Context, ns, rev string) (*Istiod, error) 
 		return nil, fmt.Errorf("testenv: pilot-discovery missing in %s: run hack/build-tools.sh (the README's test command does)", e.Bin)
 	}
 	suffix := ""
-	if rev != "default" {
+	if rev != mesh.DefaultRevision {
 		suffix = "-" + rev
 	}
 	for _, cm := range []string{"istio" + suffix, "istio-sidecar-injector" + suffix} {
@@ -179,7 +181,7 @@ func (d *Istiod) waitReady(ctx context.Context, logPath string) error {
 // injection webhook, so the API server trusts it.
 func (d *Istiod) waitWebhookCA(ctx context.Context) error {
 	name := "istio-sidecar-injector"
-	if d.Revision != "default" {
+	if d.Revision != mesh.DefaultRevision {
 		name += "-" + d.Revision
 	}
 	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
@@ -289,15 +291,12 @@ func (e *Env) connectSidecars(ctx context.Context, running map[string]*Istiod, p
 	alive := map[string]bool{}
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		status := p.Annotations["sidecar.istio.io/status"]
-		if status == "" || p.Status.PodIP == "" || p.DeletionTimestamp != nil || p.Status.Phase != "Running" {
+		// Injected pods only: a gateway's pods run istio-proxy too, but as
+		// gateways, not sidecars.
+		if p.Annotations[mesh.AnnotationStatus] == "" || p.Status.PodIP == "" || p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
 			continue
 		}
-		var st struct {
-			Revision string `json:"revision"`
-		}
-		_ = json.Unmarshal([]byte(status), &st)
-		d := running[istiodRevision(st.Revision)]
+		d := running[mesh.InjectedRevision(p)]
 		if d == nil {
 			continue
 		}
