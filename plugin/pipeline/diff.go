@@ -98,6 +98,9 @@ type DiffPrinter struct {
 	Color       bool
 	ShowSecrets bool
 	External    string
+	// lines counts, per object ref, the lines the printed diff adds and
+	// removes (for the change table of a long plan).
+	lines map[string][2]int
 }
 
 // Print writes every changed object's diff.
@@ -143,14 +146,21 @@ func (p *DiffPrinter) unified(ref, before, after string) {
 		ToFile:   "planned/" + ref,
 		Context:  3,
 	})
+	if p.lines == nil {
+		p.lines = map[string][2]int{}
+	}
+	n := p.lines[ref]
+	defer func() { p.lines[ref] = n }()
 	for _, line := range strings.SplitAfter(text, "\n") {
 		switch {
 		case line == "":
 		case strings.HasPrefix(line, "+++"), strings.HasPrefix(line, "---"):
 			fmt.Fprint(p.Out, p.paint(strings.TrimSuffix(line, "\n"), cyan)+"\n")
 		case strings.HasPrefix(line, "+"):
+			n[0]++
 			fmt.Fprint(p.Out, p.paint(strings.TrimSuffix(line, "\n"), green)+"\n")
 		case strings.HasPrefix(line, "-"):
+			n[1]++
 			fmt.Fprint(p.Out, p.paint(strings.TrimSuffix(line, "\n"), red)+"\n")
 		default:
 			fmt.Fprint(p.Out, line)

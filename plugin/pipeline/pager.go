@@ -9,7 +9,6 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/pmezard/go-difflib/difflib"
 	"golang.org/x/term"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
@@ -26,8 +25,11 @@ func (r *Runner) showDiff(plan *Plan, diffs []*ObjectDiff) error {
 	e := r.C.Engine
 	out := r.C.Streams.Out
 	dp := &DiffPrinter{Out: out, Color: cli.Color(out), ShowSecrets: e.ShowSecrets, External: os.Getenv("KUBECTL_EXTERNAL_DIFF")}
-	if dp.External != "" && e.Diff == "full" {
-		return dp.Print(diffs)
+	if dp.External != "" {
+		if e.Diff == "full" {
+			return dp.Print(diffs)
+		}
+		dp.External = "" // the table counts our own diff; no program to run
 	}
 	var buf bytes.Buffer
 	dp.Out = &buf
@@ -43,7 +45,7 @@ func (r *Runner) showDiff(plan *Plan, diffs []*ObjectDiff) error {
 	}
 	long := bytes.Count(buf.Bytes(), []byte("\n")) > screen
 	if long || e.Diff == "summary" {
-		changeTable(out, plan, diffs, e.ShowSecrets)
+		changeTable(out, plan, diffs, dp.lines)
 	}
 	if e.Diff == "summary" {
 		return nil
@@ -58,38 +60,21 @@ func (r *Runner) showDiff(plan *Plan, diffs []*ObjectDiff) error {
 }
 
 // changeTable lists the changed objects per phase with their diff size.
-func changeTable(w io.Writer, plan *Plan, diffs []*ObjectDiff, showSecrets bool) {
+func changeTable(w io.Writer, plan *Plan, diffs []*ObjectDiff, lines map[string][2]int) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PHASE\tOBJECT\tACTION\tLINES")
 	for _, d := range diffs {
 		if !d.Changed() {
 			continue
 		}
-		b, a := d.texts(showSecrets)
-		added, removed := lineCounts(b, a)
 		phase := ""
 		if d.phase < len(plan.Phases) {
 			phase = plan.Phases[d.phase].Name
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t+%d -%d\n", phase, d.Ref, d.Action(), added, removed)
+		n := lines[d.Ref]
+		fmt.Fprintf(tw, "%s\t%s\t%s\t+%d -%d\n", phase, d.Ref, d.Action(), n[0], n[1])
 	}
 	tw.Flush()
-}
-
-func lineCounts(before, after string) (added, removed int) {
-	m := difflib.NewMatcher(lines(before), lines(after))
-	for _, op := range m.GetOpCodes() {
-		switch op.Tag {
-		case 'r':
-			removed += op.I2 - op.I1
-			added += op.J2 - op.J1
-		case 'd':
-			removed += op.I2 - op.I1
-		case 'i':
-			added += op.J2 - op.J1
-		}
-	}
-	return added, removed
 }
 
 // page runs $KUBECTL_MESH_PAGER, $PAGER or less (-FRX: quit if one screen,
