@@ -5,7 +5,8 @@
 #   pilot-discovery (the real istiod) from the istio.io/istio module the plugin embeds, for the
 #   end-to-end tests and the sandbox;
 #   kube-score, the outside linter the install tests score the production render with;
-#   istioctl on request (hack/build-tools.sh istioctl) for the benchmarks.
+#   istioctl, built from the same module: the reference the analyze parity test and
+#   the benchmarks compare against.
 # Prometheus (with promtool, for the telemetry tests) is Debian's package:
 # installed with apt-get when missing, which needs root.
 # Each tool gets a stamp file (bin/.stamp-<tool>) holding the version it was built
@@ -49,7 +50,7 @@ k8s_ldflags() {
 }
 
 want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kubectl-krew validate-krew-manifest pilot-discovery kube-score prometheus)
+[[ ${#want[@]} -gt 0 ]] || want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kubectl-krew validate-krew-manifest pilot-discovery istioctl kube-score prometheus)
 for t in "${want[@]}"; do
   case $t in
     etcd) build etcd "$ETCD_VERSION" etcd go.etcd.io/etcd/server/v3 ;;
@@ -70,8 +71,8 @@ for t in "${want[@]}"; do
     # krew is named kubectl-krew so that `kubectl krew` dispatches to it.
     kubectl-krew) build kubectl-krew "$KREW_VERSION" krew sigs.k8s.io/krew/cmd/krew ;;
     validate-krew-manifest) build validate-krew-manifest "$KREW_VERSION" krew sigs.k8s.io/krew/cmd/validate-krew-manifest ;;
-    # istioctl is only the benchmarks' reference (make bench), at the
-    # istio.io/istio version the plugin embeds.
+    # istioctl is the reference for the analyze parity test and the benchmarks,
+    # at the istio.io/istio version the plugin embeds.
     # pilot-discovery is the real istiod the end-to-end tests and the sandbox run
     # (plugin/testenv), at the same version as the libraries the plugin embeds.
     pilot-discovery) build pilot-discovery "$(grep 'istio.io/istio ' "$root/go.mod" | awk '{print $2}')" istio istio.io/istio/pilot/cmd/pilot-discovery ;;

@@ -16,6 +16,7 @@ kind: DestinationRule
 metadata: {name: bad-input-dr, namespace: bad-input}
 spec: {host: reviews}
 `)
+	badMesh := writeFile(t, "mesh.yaml", "defaultConfig: [1, 2]\n")
 	malformed := writeFile(t, "malformed.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x\n  data: [\n")
 	noKind := writeFile(t, "nokind.yaml", "apiVersion: v1\nmetadata: {name: x}\n")
 	unknownKind := writeFile(t, "unknown.yaml", "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: bad-input}\n")
@@ -40,7 +41,13 @@ spec: {host: reviews}
 		{"no manifests", nil, []string{"apply"}, 64, "no manifests given"},
 		{"unreadable file", nil, []string{"apply", "-f", "/nonexistent/file.yaml"}, 65, "cannot read /nonexistent/file.yaml"},
 		{"malformed yaml", nil, []string{"apply", "-f", malformed}, 65, "is not valid YAML"},
-		{"malformed yaml analyze", nil, []string{"analyze", malformed}, 65, "is not valid YAML"},
+		{"malformed yaml analyze", nil, []string{"analyze", malformed}, 65, "1 document(s) could not be parsed (listed above): fix them, or pass --ignore-unknown"},
+		{"bad output threshold", nil, []string{"analyze", "--output-threshold", "Loud"}, 64, `--output-threshold: invalid severity "Loud"`},
+		{"unknown analyzer", nil, []string{"analyze", "--analyzer", "nope.Analyzer"}, 64, `invalid --analyzer "nope.Analyzer": not one of Istio's analyzers`},
+		{"missing mesh config", nil, []string{"analyze", "--meshConfigFile", "/nonexistent/mesh.yaml"}, 65, "cannot read --meshConfigFile"},
+		{"invalid mesh config", nil, []string{"analyze", "--meshConfigFile", badMesh}, 65, "is not a valid mesh config"},
+		{"revision not installed", nil, []string{"analyze", "-A", "--revision", "nope"}, 64, `revision "nope" is not installed`},
+		{"revision without the cluster", nil, []string{"analyze", "--use-kube=false", "--revision", "canary", malformed}, 64, "--revision selects a control plane in the cluster"},
 		{"object without kind", nil, []string{"apply", "-f", noKind}, 65, "document 1 has no kind"},
 		{"unknown kind", nil, []string{"apply", "-f", unknownKind}, 65, "kind Widget (example.com/v1) is not served by the cluster"},
 		{"namespace missing", nil, []string{"analyze", "-n", "does-not-exist"}, 64, `namespace "does-not-exist" not found`},

@@ -131,6 +131,37 @@ spec: {secretName: shop-tls, dnsNames: [shop.example.com]}
 	mustContain(t, "mixed kinds", r.stdout, "IST0101", "VirtualService "+ns+"/reviews")
 	mustContain(t, "skip line", r.stderr, `skipping Certificate "shop-tls" (cert-manager.io/v1) in `+filepath.Join(shop, "all.yaml")+": not a kind Istio's analyzers read")
 
+	// istioctl's flags, with its meanings. The output threshold hides an
+	// Info message (an unconventional port name) without changing the exit.
+	svc := writeFile(t, "svc.yaml", `apiVersion: v1
+kind: Service
+metadata: {name: ratings, namespace: `+ns+`}
+spec: {selector: {app: ratings}, ports: [{name: foo, port: 9080}]}
+`)
+	mustKubectl(t, "apply", "-f", svc) // a file source does not read Services
+	r = mesh(t, 0, "analyze", "-n", ns)
+	mustContain(t, "info shown", r.stdout, "Info [IST0118]", "Service "+ns+"/ratings")
+	r = mesh(t, 0, "analyze", "-n", ns, "--output-threshold", "Warning")
+	if strings.Contains(r.stdout, "IST0118") {
+		t.Fatalf("--output-threshold Warning still shows the Info message:\n%s", r.stdout)
+	}
+	r = mesh(t, 0, "analyze", "--list-analyzers")
+	mustContain(t, "list", r.stdout, "* virtualservice.DestinationRuleAnalyzer:", "* service.PortNameAnalyzer:")
+	// Only the port-name analyzer: the dangling subset is not looked for.
+	r = mesh(t, 0, "analyze", "-n", ns, "--analyzer", "service.PortNameAnalyzer", vs)
+	mustContain(t, "selected analyzer", r.stdout, "IST0118")
+	if strings.Contains(r.stdout, "IST0101") {
+		t.Fatalf("--analyzer service.PortNameAnalyzer ran the VirtualService analyzers:\n%s", r.stdout)
+	}
+	// A document that cannot be parsed: the rest is analyzed and the command
+	// fails, unless --ignore-unknown.
+	broken := writeFile(t, "broken.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: x\n  spec: [\n")
+	r = mesh(t, 65, "analyze", "-n", ns, broken)
+	mustContain(t, "rest analyzed", r.stdout, "IST0118")
+	mustContain(t, "parse line", r.stderr, "cannot parse: ", broken)
+	mesh(t, 0, "analyze", "-n", ns, "--ignore-unknown", broken)
+	mustKubectl(t, "delete", "-f", svc)
+
 	// Analysis never writes: the file's object is not in the cluster.
 	if r := kubectl(t, nil, "get", "virtualservice", "-n", ns, "reviews"); r.code == 0 {
 		t.Fatal("analyze created the VirtualService")
@@ -153,4 +184,41 @@ func TestMain_readmeCommandsAreDocumented(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustContain(t, "README.md", string(readme), "make install", "make test", "hack/sandbox.sh")
+}
+
+// TestAnalyzeRevisionMeshConfig: --revision analyzes with that control
+// plane's mesh config (its istio-<rev> ConfigMap), which Istio's analyzer
+// alone never reads; --meshConfigFile overrides it.
+func TestAnalyzeRevisionMeshConfig(t *testing.T) {
+	installFakeControlPlane(t)
+	ns := "analyze-rev-e2e"
+	createNamespace(t, ns)
+	mustKubectl(t, "apply", "-f", writeFile(t, "mesh-1-31.yaml", `apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio-1-31, namespace: istio-system}
+data:
+  mesh: |
+    extensionProviders:
+    - name: lightstep
+      lightstep: {service: lightstep.monitoring.svc.cluster.local, port: 443, accessToken: fake}
+`))
+	t.Cleanup(func() { kubectl(t, nil, "delete", "configmap", "-n", "istio-system", "istio-1-31") })
+	// Tracing through a provider only revision 1-31's mesh config defines.
+	tel := writeFile(t, "telemetry.yaml", `apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: tracing, namespace: `+ns+`}
+spec:
+  tracing: [{providers: [{name: lightstep}]}]
+`)
+	r := mesh(t, 0, "analyze", "-n", ns, "--revision", "1-31", tel)
+	mustContain(t, "revision's mesh config", r.stdout, "IST0002", "Telemetry "+ns+"/tracing", "Lightstep provider lightstep is deprecated")
+	r = mesh(t, 0, "analyze", "-n", ns, tel)
+	if strings.Contains(r.stdout, "Lightstep") {
+		t.Fatalf("without --revision the default mesh config defines no lightstep provider, yet:\n%s", r.stdout)
+	}
+	empty := writeFile(t, "mesh.yaml", "defaultConfig: {}\n")
+	r = mesh(t, 0, "analyze", "-n", ns, "--revision", "1-31", "--meshConfigFile", empty, tel)
+	if strings.Contains(r.stdout, "Lightstep") {
+		t.Fatalf("--meshConfigFile did not override the revision's mesh config:\n%s", r.stdout)
+	}
 }

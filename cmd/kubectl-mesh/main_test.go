@@ -22,6 +22,8 @@ import (
 var (
 	env     *testenv.Env
 	pathEnv string // PATH with the plugin and kubectl first
+	binDir  string // the tools hack/build-tools.sh built
+	meshBin string // the kubectl-mesh binary under test
 )
 
 func TestMain(m *testing.M) {
@@ -51,6 +53,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "kubectl missing: run hack/build-tools.sh (the README's test command does)")
 		return 1
 	}
+	binDir, meshBin = bin, filepath.Join(plugins, "kubectl-mesh")
 	pathEnv = plugins + string(os.PathListSeparator) + bin + string(os.PathListSeparator) + os.Getenv("PATH")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -89,7 +90,8 @@ func (e *DeniedError) Error() string {
 
 // RunChecked runs analyses concurrently with the read-access check that
 // keeps them from hanging: when a kind is unreadable the analyses are
-// cancelled and a *DeniedError returned. Overlapping the check with the
+// cancelled and a *DeniedError returned. A *ParseError comes with the
+// messages, as from Run. Overlapping the check with the
 // informers' start hides its round trip.
 func RunChecked(ctx context.Context, kube kubernetes.Interface, opts ...Options) ([]diag.Messages, error) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -122,12 +124,16 @@ func RunChecked(ctx context.Context, kube kubernetes.Interface, opts ...Options)
 		return nil, err
 	}
 	out := make([]diag.Messages, len(opts))
+	var parseErr *ParseError
 	for i, ch := range results {
 		r := <-ch
-		if r.err != nil {
+		if r.err != nil && !errors.As(r.err, &parseErr) {
 			return nil, r.err
 		}
 		out[i] = r.msgs
+	}
+	if parseErr != nil {
+		return out, parseErr // with the messages of what could be read
 	}
 	return out, nil
 }

@@ -4,8 +4,11 @@ package analysis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"sort"
 	"strings"
 	"sync"
 
@@ -13,6 +16,7 @@ import (
 	"istio.io/istio/pkg/config/analysis/diag"
 	"istio.io/istio/pkg/config/analysis/local"
 	"istio.io/istio/pkg/config/analysis/msg"
+	istiomesh "istio.io/istio/pkg/config/mesh"
 	"istio.io/istio/pkg/config/resource"
 	"istio.io/istio/pkg/kube"
 	istiolog "istio.io/istio/pkg/log"
@@ -32,9 +36,17 @@ type Options struct {
 	Namespace      string
 	IstioNamespace string
 	// Live adds the cluster behind this config as a source; nil analyzes files only.
-	Live     *rest.Config
-	Files    []Source
-	Suppress []Suppression
+	Live *rest.Config
+	// Revision is the control plane whose config objects (istio.io/rev) a
+	// live source reads; empty means the default revision.
+	Revision string
+	// MeshConfig, when set, is the mesh config YAML to analyze with instead
+	// of the live cluster's (or the built-in defaults for files only).
+	MeshConfig string
+	// Analyzers selects analyzers by name (see Analyzers); empty runs all.
+	Analyzers []string
+	Files     []Source
+	Suppress  []Suppression
 	// Planned makes Files also supply runtime kinds (Services, Deployments,
 	// Namespaces, Pods) that a file source normally ignores: a plan's
 	// Service must count as existing when the plan is analyzed.
@@ -56,12 +68,30 @@ func Quiet() {
 	})
 }
 
-// Run analyzes and returns the sorted, de-duplicated messages.
+// ParseError lists the documents Istio's reader could not parse. Run
+// returns it with the messages of everything else, as istioctl analyzes
+// the rest of a file.
+type ParseError struct{ Errs []error }
+
+func (e *ParseError) Error() string {
+	first := strings.ReplaceAll(e.Errs[0].Error(), "\n", " ")
+	if len(e.Errs) == 1 {
+		return "analysis: " + first
+	}
+	return fmt.Sprintf("analysis: %s (and %d more unparseable documents)", first, len(e.Errs)-1)
+}
+
+// Run analyzes and returns the sorted, de-duplicated messages. When some
+// documents in Files cannot be parsed, the messages come with a *ParseError.
 func Run(ctx context.Context, o Options) (diag.Messages, error) {
 	Quiet()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sa := local.NewIstiodAnalyzer(analyzers.AllCombined(), resource.Namespace(o.Namespace), resource.Namespace(o.IstioNamespace), nil)
+	combined := analyzers.AllCombined()
+	if len(o.Analyzers) > 0 {
+		combined = analyzers.NamedCombined(o.Analyzers...)
+	}
+	sa := local.NewIstiodAnalyzer(combined, resource.Namespace(o.Namespace), resource.Namespace(o.IstioNamespace), nil)
 	sa.SetSuppressions(o.Suppress)
 	if o.Live != nil {
 		c, err := kube.NewCLIClient(kube.NewClientConfigForRestConfig(o.Live))
@@ -70,17 +100,32 @@ func Run(ctx context.Context, o Options) (diag.Messages, error) {
 		}
 		// Informers stop when ctx is cancelled; Shutdown waits for that.
 		defer func() { cancel(); c.Shutdown() }()
-		sa.AddRunningKubeSourceWithRevision(kube.EnableCrdWatcher(c), "default", false)
-	} else if err := sa.AddDefaultResources(); err != nil {
-		return nil, fmt.Errorf("analysis: %w", err)
+		rev := o.Revision
+		if rev == "" {
+			rev = "default"
+		}
+		sa.AddRunningKubeSourceWithRevision(kube.EnableCrdWatcher(c), rev, false)
 	}
+	// After the live source, which reads the istio ConfigMap, so that this
+	// mesh config wins; before the defaults, which depend on it (istioctl's order).
+	if o.MeshConfig != "" {
+		if err := addMeshConfig(sa, o.MeshConfig); err != nil {
+			return nil, err
+		}
+	}
+	if o.Live == nil {
+		if err := sa.AddDefaultResources(); err != nil {
+			return nil, fmt.Errorf("analysis: %w", err)
+		}
+	}
+	var parseErr *ParseError
 	if len(o.Files) > 0 {
 		add := sa.AddReaderKubeSource
 		if o.Planned {
 			add = sa.AddTestReaderKubeSource // the same reader, runtime kinds included
 		}
 		if err := add(o.Files); err != nil {
-			return nil, fmt.Errorf("analysis: cannot read %s: %s", names(o.Files), strings.ReplaceAll(err.Error(), "\n", " "))
+			parseErr = &ParseError{Errs: flatten(err)}
 		}
 	}
 	res, err := sa.Analyze(ctx.Done())
@@ -90,15 +135,80 @@ func Run(ctx context.Context, o Options) (diag.Messages, error) {
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
+	if parseErr != nil {
+		return res.Messages, parseErr
+	}
 	return res.Messages, nil
 }
 
-func names(srcs []Source) string {
-	n := make([]string, len(srcs))
-	for i, s := range srcs {
-		n[i] = s.Name
+// flatten splits the reader's nested multierrors (per file, then per
+// document) into one error per document.
+func flatten(err error) []error {
+	var m interface{ WrappedErrors() []error }
+	if !errors.As(err, &m) {
+		return []error{err}
 	}
-	return strings.Join(n, ", ")
+	var out []error
+	for _, e := range m.WrappedErrors() {
+		out = append(out, flatten(e)...)
+	}
+	return out
+}
+
+// ValidateMeshConfig checks mesh config YAML as the analyzer will read it.
+func ValidateMeshConfig(yaml string) error {
+	_, err := istiomesh.ApplyMeshConfigDefaults(yaml)
+	return err
+}
+
+// addMeshConfig hands the analyzer a mesh config; its only entry point
+// for one is a file.
+func addMeshConfig(sa *local.IstiodAnalyzer, yaml string) error {
+	f, err := os.CreateTemp("", "kubectl-mesh-meshconfig-*.yaml")
+	if err != nil {
+		return fmt.Errorf("analysis: %w", err)
+	}
+	defer os.Remove(f.Name())
+	_, err = f.WriteString(yaml)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = sa.AddFileKubeMeshConfig(f.Name())
+	}
+	if err != nil {
+		return fmt.Errorf("analysis: mesh config: %w", err)
+	}
+	return nil
+}
+
+// Analyzers lists Istio's analyzers by name with their descriptions, in
+// istioctl analyze --list-analyzers' format.
+func Analyzers() string {
+	all := analyzers.All()
+	sort.Slice(all, func(i, j int) bool { return all[i].Metadata().Name < all[j].Metadata().Name })
+	var b strings.Builder
+	for _, a := range all {
+		fmt.Fprintf(&b, "* %s:\n", a.Metadata().Name)
+		if d := a.Metadata().Description; d != "" {
+			fmt.Fprintf(&b, "    %s\n", d)
+		}
+	}
+	return b.String()
+}
+
+// CheckAnalyzerNames refuses names that are not Istio analyzers.
+func CheckAnalyzerNames(names []string) error {
+	known := map[string]bool{}
+	for _, a := range analyzers.All() {
+		known[a.Metadata().Name] = true
+	}
+	for _, n := range names {
+		if !known[n] {
+			return fmt.Errorf("invalid --analyzer %q: not one of Istio's analyzers (list them with --list-analyzers)", n)
+		}
+	}
+	return nil
 }
 
 // ParseSuppression parses "CODE=Kind namespace/name": Istio matches the glob

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -13,41 +14,58 @@ import (
 	"istio.io/istio/pkg/config/schema/collections"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/analysis"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/manifest"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
 )
 
 type analyzeOptions struct {
-	allNamespaces bool
-	suppress      []string
-	useKube       bool
-	recursive     bool
+	allNamespaces   bool
+	suppress        []string
+	useKube         bool
+	recursive       bool
+	meshConfigFile  string
+	outputThreshold string
+	listAnalyzers   bool
+	analyzers       []string
+	revision        string
+	ignoreUnknown   bool
 }
 
 func newAnalyze(c *cli.Context) *cobra.Command {
-	o := &analyzeOptions{useKube: true}
+	o := &analyzeOptions{useKube: true, outputThreshold: "Info", revision: mesh.DefaultRevision}
 	cmd := &cobra.Command{
 		Use:   "analyze [FILE...]",
 		Short: "Run Istio's analyzers on the cluster, optionally with files as a what-if",
 		Long: `Runs Istio's configuration analyzers in-process (the engine behind istioctl
 analyze) over the live cluster plus the given files, as if the files were
-applied. Exits 79 when a message reaches --failure-threshold.`,
+applied. Exits 79 when a message reaches --failure-threshold. Flags that
+istioctl analyze has keep its names and meanings.`,
 		Example: `  kubectl mesh analyze -n bookinfo
   kubectl mesh analyze -A
   kubectl mesh analyze -n bookinfo new-virtualservice.yaml
   kubectl mesh analyze --use-kube=false samples/*.yaml
-  kubectl mesh analyze -A -S "IST0103=Pod bookinfo/*"`,
+  kubectl mesh analyze -A -S "IST0103=Pod bookinfo/*"
+  kubectl mesh analyze -n bookinfo --revision canary
+  kubectl mesh analyze -A --use-kube=false --meshConfigFile mesh.yaml -R gitops/`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.run(cmd, c, args)
 		},
 	}
 	cmd.Flags().BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "Analyze every namespace")
 	cmd.Flags().StringArrayVarP(&o.suppress, "suppress", "S", nil, `Suppress a message code on a resource: "CODE=Kind namespace/name" (globs allowed, e.g. "IST0101=VirtualService bookinfo/*"); repeatable`)
-	cmd.Flags().BoolVar(&o.useKube, "use-kube", true, "Include the live cluster; false analyzes the files only")
+	cmd.Flags().BoolVarP(&o.useKube, "use-kube", "k", true, "Include the live cluster; false analyzes the files only")
 	cmd.Flags().BoolVarP(&o.recursive, "recursive", "R", false, "Read directories given as FILE recursively")
+	cmd.Flags().StringVar(&o.meshConfigFile, "meshConfigFile", "", "Analyze with the mesh config in this file instead of the cluster's (or the defaults)")
+	cmd.Flags().StringVar(&o.outputThreshold, "output-threshold", o.outputThreshold, "Lowest severity of a message to show: Info, Warning or Error (--failure-threshold still counts all)")
+	cmd.Flags().BoolVarP(&o.listAnalyzers, "list-analyzers", "L", false, "List Istio's analyzers and exit")
+	cmd.Flags().StringArrayVar(&o.analyzers, "analyzer", nil, `Run only this analyzer (repeatable; names from --list-analyzers, e.g. "gateway.ConflictingGatewayAnalyzer")`)
+	cmd.Flags().StringVarP(&o.revision, "revision", "r", o.revision, "Control-plane revision (or tag) whose configuration and mesh config to analyze")
+	cmd.Flags().BoolVar(&o.ignoreUnknown, "ignore-unknown", false, "Do not fail on documents that cannot be parsed; analyze the rest")
 	return cmd
 }
 
@@ -72,16 +90,44 @@ func (o *analyzeOptions) run(cmd *cobra.Command, c *cli.Context, args []string) 
 		}
 		sups = append(sups, sup)
 	}
+	outThreshold, err := analysis.ParseLevel(o.outputThreshold)
+	if err != nil {
+		return exitcode.Usagef("--output-threshold: %v", err)
+	}
+	if err := analysis.CheckAnalyzerNames(o.analyzers); err != nil {
+		return exitcode.New(exitcode.Usage, err)
+	}
+	if o.listAnalyzers {
+		fmt.Fprint(c.Streams.Out, analysis.Analyzers())
+		return nil
+	}
 	if !o.useKube && len(args) == 0 {
 		return exitcode.Usagef("--use-kube=false needs at least one FILE to analyze")
 	}
-	files, err := manifest.Read(args, c.Streams.In, o.recursive)
+	if !o.useKube && o.revision != mesh.DefaultRevision && o.meshConfigFile == "" {
+		return exitcode.Usagef("--revision selects a control plane in the cluster: drop --use-kube=false, or give its mesh config with --meshConfigFile")
+	}
+	meshConfig := ""
+	if o.meshConfigFile != "" {
+		b, err := os.ReadFile(o.meshConfigFile)
+		if err != nil {
+			return exitcode.Dataf("cannot read --meshConfigFile: %v", err)
+		}
+		if err := analysis.ValidateMeshConfig(string(b)); err != nil {
+			return exitcode.Dataf("--meshConfigFile %s is not a valid mesh config: %s", o.meshConfigFile, exitcode.OneLine(err.Error()))
+		}
+		meshConfig = string(b)
+	}
+	// Istio's reader parses the files itself, skipping what it cannot read
+	// and reporting it; decoding here only names the kinds it passes over.
+	files, err := manifest.ReadData(args, c.Streams.In, o.recursive)
 	if err != nil {
 		return err
 	}
 	var sources []analysis.Source
 	for _, f := range files {
-		for _, obj := range f.Objects {
+		objs, _ := manifest.Decode(f.Data) // unparseable documents are reported by Istio's reader below
+		for _, obj := range objs {
 			gvk := obj.GroupVersionKind()
 			// GitOps directories mix kinds (Certificates, Applications, Helm
 			// output): Istio's reader passes over what it has no schema for,
@@ -105,40 +151,36 @@ func (o *analyzeOptions) run(cmd *cobra.Command, c *cli.Context, args []string) 
 		// Files only: report on every namespace the files name.
 		ns, target = "", "files"
 	}
-	opts := analysis.Options{Namespace: ns, IstioNamespace: c.Engine.IstioNamespace, Files: sources, Suppress: sups}
-	if o.useKube {
-		if err := requireCluster(ctx, c, ns); err != nil {
-			return err
-		}
-		if opts.Live, err = c.RESTConfig(); err != nil {
-			return err
-		}
-	}
+	opts := analysis.Options{Namespace: ns, IstioNamespace: c.Engine.IstioNamespace, Files: sources, Suppress: sups, MeshConfig: meshConfig, Analyzers: o.analyzers}
 	var msgs diag.Messages
+	var runErr error
 	if o.useKube {
-		kube, err := c.Kube()
-		if err != nil {
-			return err
+		if msgs, runErr = o.analyzeLive(ctx, c, ns, opts); runErr != nil && !errors.As(runErr, new(*analysis.ParseError)) {
+			return runErr
 		}
-		all, err := analysis.RunChecked(ctx, kube, opts)
-		var denied *analysis.DeniedError
-		if errors.As(err, &denied) {
-			return exitcode.New(exitcode.NoPerm, fmt.Errorf("Istio's analyzers read the whole cluster, but you %s: ask for read access, or analyze files only with --use-kube=false", denied))
-		} else if err != nil {
-			return err
-		}
-		msgs = all[0]
-	} else if msgs, err = analysis.Run(ctx, opts); err != nil {
-		return err
+	} else {
+		msgs, runErr = analysis.Run(ctx, opts)
 	}
-	msgs = msgs.SetDocRef("kubectl-mesh-analyze").FilterOutLowerThan(diag.Info)
-	text, err := formatting.Print(msgs, format, format == formatting.LogFormat && cli.Color(c.Streams.Out))
+	var parseErr *analysis.ParseError
+	if errors.As(runErr, &parseErr) {
+		for _, e := range parseErr.Errs {
+			fmt.Fprintf(c.Streams.ErrOut, "cannot parse: %s\n", exitcode.OneLine(e.Error()))
+		}
+	} else if runErr != nil {
+		return runErr
+	}
+	// Like istioctl: the exit code counts every message; the output threshold only hides.
+	shown := msgs.SetDocRef("kubectl-mesh-analyze").FilterOutLowerThan(outThreshold)
+	text, err := formatting.Print(shown, format, format == formatting.LogFormat && cli.Color(c.Streams.Out))
 	if err != nil {
 		return err
 	}
-	if len(msgs) == 0 && format == formatting.LogFormat {
+	switch {
+	case len(shown) == 0 && format == formatting.LogFormat && parseErr != nil:
+		fmt.Fprintf(c.Streams.ErrOut, "No validation issues found when analyzing %s (but %d document(s) could not be parsed).\n", target, len(parseErr.Errs))
+	case len(shown) == 0 && format == formatting.LogFormat:
 		fmt.Fprintf(c.Streams.ErrOut, "\u2714 No validation issues found when analyzing %s.\n", target)
-	} else {
+	default:
 		fmt.Fprintln(c.Streams.Out, text)
 	}
 	worst := 0
@@ -150,6 +192,66 @@ func (o *analyzeOptions) run(cmd *cobra.Command, c *cli.Context, args []string) 
 	if worst > 0 {
 		return exitcode.Blockedf("analysis found %d message(s) at or above %s in %s", worst, threshold, target)
 	}
+	if parseErr != nil && !o.ignoreUnknown {
+		return exitcode.Dataf("%d document(s) could not be parsed (listed above): fix them, or pass --ignore-unknown to analyze only the rest", len(parseErr.Errs))
+	}
+	return nil
+}
+
+// analyzeLive analyzes the cluster (with the files as a what-if); a
+// *analysis.ParseError comes with the messages of what could be read.
+func (o *analyzeOptions) analyzeLive(ctx context.Context, c *cli.Context, ns string, opts analysis.Options) (diag.Messages, error) {
+	if err := requireCluster(ctx, c, ns); err != nil {
+		return nil, err
+	}
+	var err error
+	if opts.Live, err = c.RESTConfig(); err != nil {
+		return nil, err
+	}
+	kube, err := c.Kube()
+	if err != nil {
+		return nil, err
+	}
+	if err := o.selectRevision(ctx, kube, &opts); err != nil {
+		return nil, err
+	}
+	all, err := analysis.RunChecked(ctx, kube, opts)
+	var denied *analysis.DeniedError
+	if errors.As(err, &denied) {
+		return nil, exitcode.New(exitcode.NoPerm, fmt.Errorf("Istio's analyzers read the whole cluster, but you %s: ask for read access, or analyze files only with --use-kube=false", denied))
+	}
+	if all == nil {
+		return nil, err
+	}
+	return all[0], err
+}
+
+// selectRevision points the analysis at one control plane: its config
+// objects (istio.io/rev) and, unless --meshConfigFile overrides it, its mesh
+// config, which a revision keeps in istio-<rev> rather than the istio
+// ConfigMap Istio's analyzer reads.
+func (o *analyzeOptions) selectRevision(ctx context.Context, kube kubernetes.Interface, opts *analysis.Options) error {
+	planes, err := mesh.Revisions(ctx, kube)
+	if err != nil {
+		return err
+	}
+	cp, ok := mesh.Resolve(planes, o.revision)
+	if !ok && o.revision == mesh.DefaultRevision {
+		return nil // as istioctl: unlabelled config and the istio ConfigMap, whatever is installed
+	}
+	if !ok {
+		return exitcode.Usagef("revision %q is not installed: use one of %v", o.revision, mesh.Names(planes))
+	}
+	opts.Revision, opts.IstioNamespace = cp.Revision, cp.Namespace
+	if cp.Revision == mesh.DefaultRevision || opts.MeshConfig != "" {
+		return nil
+	}
+	name := "istio-" + cp.Revision
+	cm, err := kube.CoreV1().ConfigMaps(cp.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("cannot read revision %s's mesh config (ConfigMap %s/%s): %w", cp.Revision, cp.Namespace, name, err)
+	}
+	opts.MeshConfig = cm.Data["mesh"]
 	return nil
 }
 

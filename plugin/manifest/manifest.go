@@ -27,6 +27,26 @@ type File struct {
 // Read loads each path ("-" is stdin; a directory means its .yaml/.yml/.json
 // files) and decodes it. Errors name the file and document and exit 65.
 func Read(paths []string, stdin io.Reader, recursive bool) ([]File, error) {
+	files, err := ReadData(paths, stdin, recursive)
+	if err != nil {
+		return nil, err
+	}
+	for i, f := range files {
+		objs, err := Decode(f.Data)
+		if err != nil {
+			return nil, exitcode.Dataf("%s: %v", f.Name, err)
+		}
+		if len(objs) == 0 {
+			return nil, exitcode.Dataf("%s contains no objects", f.Name)
+		}
+		files[i].Objects = objs
+	}
+	return files, nil
+}
+
+// ReadData loads each path as Read does but leaves the bytes undecoded
+// (Objects nil), for readers that parse leniently themselves.
+func ReadData(paths []string, stdin io.Reader, recursive bool) ([]File, error) {
 	var out []File
 	for _, p := range paths {
 		names := []string{p}
@@ -97,14 +117,7 @@ func readOne(name string, stdin io.Reader) (File, error) {
 	if err != nil {
 		return File{}, exitcode.Dataf("cannot read %s: %v", name, err)
 	}
-	objs, err := Decode(data)
-	if err != nil {
-		return File{}, exitcode.Dataf("%s: %v", name, err)
-	}
-	if len(objs) == 0 {
-		return File{}, exitcode.Dataf("%s contains no objects", name)
-	}
-	return File{Name: name, Data: data, Objects: objs}, nil
+	return File{Name: name, Data: data}, nil
 }
 
 // Decode splits a multi-document YAML or JSON stream into objects and
