@@ -216,7 +216,7 @@ spec: {selector: {app: nothing}, ports: [{port: 80}]}
 }
 
 // TestCanaryStartOnTerminal: without flags, canary start asks for the
-// versions, the weight, a header and mirroring.
+// versions, the weight, the steps, a header and mirroring.
 func TestCanaryStartOnTerminal(t *testing.T) {
 	ns := "canary-tty"
 	createNamespace(t, ns)
@@ -226,6 +226,7 @@ func TestCanaryStartOnTerminal(t *testing.T) {
 		{"Stable version", typeKeys("\r")},                   // v1
 		{"Canary version", typeKeys("\x1b[B\r")},             // v2
 		{"Initial canary weight", typeKeys("\x15" + "25\r")}, // clear the default, type 25
+		{"Weights canary step walks through", typeKeys("\x15" + "25,60,100\r")},
 		{"Header that always reaches", typeKeys("\r")},
 		{"Share of traffic to mirror", typeKeys("\r")},
 		{"(y/N)", typeKeys("y\r")},
@@ -234,4 +235,6 @@ func TestCanaryStartOnTerminal(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 	mustContain(t, "terminal", screen, "v1 (stable, 1 pod(s)) 75%", "v2 (canary, 1 pod(s)) 25%")
+	r := mesh(t, 0, "canary", "status", "-n", ns, "reviews")
+	mustContain(t, "steps typed at the prompt", r.stdout, "steps 25 → 60 → 100")
 }

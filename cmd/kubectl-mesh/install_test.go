@@ -114,6 +114,20 @@ webhooks: []
 	if r := kubectl(t, on, "get", "deployment", "-n", "istio-system", "istiod-1-31"); r.code != 0 {
 		t.Fatal("undo of the uninstall did not bring istiod back")
 	}
+	// On a terminal, uninstall asks which revision and, for the last one,
+	// whether the CRDs go too; declining the confirmation changes nothing.
+	screen, code := runOnTerminalSteps(t, []termStep{
+		{"Revision to uninstall", typeKeys("\r")},
+		{"also delete Istio's CRDs", typeKeys("y\r")},
+		{"(y/N)", typeKeys("n\r")},
+	}, "mesh", "uninstall", "--kubeconfig", e.Kubeconfig)
+	if code != 1 {
+		t.Fatalf("uninstall on a terminal: exit %d, want 1 (not confirmed)", code)
+	}
+	mustContain(t, "asked", screen, "Revision to uninstall: 1-31", "Istio CRDs", "CustomResourceDefinition.apiextensions.k8s.io/virtualservices.networking.istio.io", "not confirmed")
+	if r := kubectl(t, on, "get", "deployment", "-n", "istio-system", "istiod-1-31"); r.code != 0 {
+		t.Fatal("a declined uninstall removed istiod")
+	}
 	// --purge with config objects present is blocked until accepted.
 	vs := writeFile(t, "vs.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: keep, namespace: default}\nspec: {hosts: [keep]}\n")
 	if r := kubectl(t, on, "apply", "-f", vs); r.code != 0 {

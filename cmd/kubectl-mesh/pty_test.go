@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -124,6 +125,43 @@ func TestConfirmOnTerminal(t *testing.T) {
 	if object(t, ns, "configmap", "settings") == nil {
 		t.Fatal("confirmed apply did not write")
 	}
+}
+
+// TestAcceptOnTerminal: a blocking finding is a question on a terminal,
+// as --accept ID is a flag: "no" blocks with nothing changed, "yes" goes on
+// to the confirmation and records the acceptance in the change set. undo
+// without an ID asks which change set.
+func TestAcceptOnTerminal(t *testing.T) {
+	ns := "accept-tty"
+	createNamespace(t, ns)
+	vs := writeFile(t, "vs.yaml", strings.ReplaceAll(brokenVS, "%s", ns)) // IST0101: an Error
+	// An earlier change set, so that undo has a choice to ask about.
+	mesh(t, 0, "apply", "--yes", "-f", writeFile(t, "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: earlier, namespace: "+ns+"}\n"))
+
+	screen, code := runOnTerminal(t, "Accept finding IST0101", "n\r", "mesh", "apply", "-f", vs)
+	if code != 79 || !strings.Contains(screen, "accept one with --accept ID") || object(t, ns, "virtualservice", "reviews") != nil {
+		t.Fatalf("declining the finding: exit %d", code)
+	}
+	screen, code = runOnTerminalSteps(t, []termStep{
+		{"Accept finding IST0101", typeKeys("y\r")},
+		{"(y/N)", typeKeys("y\r")},
+	}, "mesh", "apply", "-f", vs)
+	if code != 0 || object(t, ns, "virtualservice", "reviews") == nil {
+		t.Fatalf("accepting the finding: exit %d, or nothing applied", code)
+	}
+	id := regexp.MustCompile(`cs-[0-9a-z-]+`).FindString(screen[strings.Index(screen, "Applied change set"):])
+	r := mesh(t, 0, "history", id)
+	mustContain(t, "journal", r.stdout, "Accepted: IST0101")
+	// undo without an ID asks which change set, the latest first.
+	screen, code = runOnTerminalSteps(t, []termStep{
+		{"Change set to undo", typeKeys("\r")},
+		{"(y/N)", typeKeys("y\r")},
+	}, "mesh", "undo")
+	if code != 0 || !strings.Contains(screen, "Undoing "+id) || object(t, ns, "virtualservice", "reviews") != nil || object(t, ns, "configmap", "earlier") == nil {
+		t.Fatalf("undo on a terminal: exit %d, or %s not undone", code, id)
+	}
+	// Without a terminal the same finding still blocks.
+	mesh(t, 79, "apply", "-f", writeFile(t, "vs2.yaml", strings.ReplaceAll(strings.ReplaceAll(brokenVS, "%s", ns), "name: reviews", "name: reviews-2")))
 }
 
 // TestConcurrentEditBetweenDiffAndApply: someone edits the object while the

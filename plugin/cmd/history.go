@@ -2,7 +2,9 @@ package cmd
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/journal"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/prompt"
 )
 
 func store(c *cli.Context) (*journal.Store, error) {
@@ -152,7 +155,7 @@ func printChangeSet(w interface{ Write([]byte) (int, error) }, cs *journal.Chang
 func newUndo(c *cli.Context) *cobra.Command {
 	return &cobra.Command{
 		Use:   "undo [ID]",
-		Short: "Restore the state recorded before a change set (default: the latest one not undone)",
+		Short: "Restore the state recorded before a change set (default: the latest one not undone; asked on a terminal)",
 		Long: `Restores every object a change set touched to exactly what it was before:
 objects it created are deleted, objects it changed or deleted are put back,
 field ownership included. The undo is itself a change set (undo it to redo).
@@ -180,14 +183,17 @@ Works for change sets that failed or were interrupted half-way.`,
 				if err != nil {
 					return err
 				}
+				var open []*journal.ChangeSet
 				for _, x := range sets {
 					if x.UndoneBy == "" && x.UndoOf == "" {
-						cs = x
-						break
+						open = append(open, x)
 					}
 				}
-				if cs == nil {
+				if len(open) == 0 {
 					return exitcode.Usagef("nothing to undo: no change set in namespace %s that is not undone yet", c.Engine.JournalNamespace)
+				}
+				if cs, err = pickUndo(c, open); err != nil {
+					return err
 				}
 			}
 			plan, err := pipeline.UndoPlan(cs)
@@ -198,4 +204,27 @@ Works for change sets that failed or were interrupted half-way.`,
 			return (&pipeline.Runner{C: c}).Run(ctx, plan)
 		},
 	}
+}
+
+// pickUndo is the change set to undo: the latest not undone (sets come
+// newest first), or on a terminal the one the user picks among the recent.
+func pickUndo(c *cli.Context, open []*journal.ChangeSet) (*journal.ChangeSet, error) {
+	if !c.CanPrompt() || c.Engine.Yes || len(open) == 1 {
+		return open[0], nil
+	}
+	if len(open) > 10 {
+		open = open[:10] // older ones by ID: kubectl mesh history lists them
+	}
+	labels := make([]string, len(open))
+	for i, cs := range open {
+		labels[i] = fmt.Sprintf("%s  %s  (%s)", cs.ID, cs.Title, cs.Created.Local().Format("2006-01-02 15:04"))
+	}
+	ans, err := c.Prompter.Select("Change set to undo:", labels, labels[0])
+	if errors.Is(err, prompt.ErrInterrupted) {
+		return nil, exitcode.New(exitcode.Interrupted, errors.New("interrupted: nothing was changed"))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return open[slices.Index(labels, ans)], nil
 }

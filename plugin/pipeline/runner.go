@@ -103,8 +103,9 @@ func (r *Runner) Run(ctx context.Context, plan *Plan) error {
 	if len(blocked) > 0 {
 		slices.Sort(blocked)
 		blocked = slices.Compact(blocked)
-		return exitcode.Blockedf("blocked by %d finding(s) at or above %s: %s; fix them, or accept one with --accept ID",
-			len(blocked), e.FailureThreshold, strings.Join(blocked, ", "))
+		if err := r.acceptOnTerminal(blocked); err != nil {
+			return err
+		}
 	}
 	if e.DryRun == cli.DryRunServer {
 		return exitcode.Silent{Code: exitcode.Changes}
@@ -248,6 +249,32 @@ func (r *Runner) summary(diffs []*ObjectDiff) {
 	}
 	fmt.Fprintf(r.C.Streams.ErrOut, "Plan: %d to create, %d to update, %d to delete, %d unchanged.\n",
 		counts["create"], counts["update"], counts["delete"], counts["unchanged"])
+}
+
+// acceptOnTerminal asks about each blocking finding, as --accept ID would
+// accept it; without a terminal, with --yes or for a dry run it blocks. An
+// accepted finding is recorded in the change set like a flag's.
+func (r *Runner) acceptOnTerminal(blocked []string) error {
+	e := r.C.Engine
+	refuse := exitcode.Blockedf("blocked by %d finding(s) at or above %s: %s; fix them, or accept one with --accept ID",
+		len(blocked), e.FailureThreshold, strings.Join(blocked, ", "))
+	if !r.C.CanPrompt() || e.Yes || e.DryRun != cli.DryRunNone {
+		return refuse
+	}
+	for _, id := range blocked {
+		ok, err := r.C.Prompter.Confirm(fmt.Sprintf("Accept finding %s (above) and go on? (recorded; --accept %s)", id, id), false)
+		if errors.Is(err, prompt.ErrInterrupted) {
+			return exitcode.New(exitcode.Interrupted, errors.New("interrupted: nothing was changed"))
+		}
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return refuse
+		}
+	}
+	r.C.Engine.Accept = append(r.C.Engine.Accept, blocked...)
+	return nil
 }
 
 func (r *Runner) confirm(changed int) error {

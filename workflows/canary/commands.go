@@ -137,6 +137,13 @@ func (o *start) Complete(ctx context.Context, c *cli.Context, args []string) err
 				return exitcode.Usagef("invalid weight %s: use a whole number from 0 to 100", strconv.Quote(w))
 			}
 		}
+		if !o.cmd.Flags().Changed("steps") {
+			st, err := c.Prompter.Input("Weights canary step walks through (increasing, ending at 100):", o.Steps)
+			if err != nil {
+				return err
+			}
+			o.Steps = strings.TrimSpace(st)
+		}
 		if !o.cmd.Flags().Changed("header") {
 			h, err := c.Prompter.Input("Header that always reaches the canary (NAME=VALUE, empty for none):", "")
 			if err != nil {

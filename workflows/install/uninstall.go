@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -25,6 +26,7 @@ type Uninstall struct {
 	Purge    bool
 
 	istioNamespace string
+	flags          *pflag.FlagSet
 }
 
 // NewUninstall returns the workflow.
@@ -46,12 +48,43 @@ unless --purge: deleting them deletes every Istio config object with them.`,
 	}
 	cmd.Flags().StringVar(&u.Revision, "revision", "", "Revision to remove (empty: the revision-less default install)")
 	cmd.Flags().BoolVar(&u.Purge, "purge", false, "Also delete Istio's CRDs and with them every Istio config object")
+	u.flags = cmd.Flags()
 	return cmd
 }
 
-// Complete implements pipeline.Workflow.
-func (u *Uninstall) Complete(_ context.Context, c *cli.Context, _ []string) error {
+// Complete implements pipeline.Workflow. On a terminal it asks which
+// revision to remove and, for the last one, whether the CRDs go too.
+func (u *Uninstall) Complete(ctx context.Context, c *cli.Context, _ []string) error {
 	u.istioNamespace = c.Engine.IstioNamespace
+	if !c.CanPrompt() || c.Engine.Yes || u.flags == nil {
+		return nil
+	}
+	kube, err := c.Kube()
+	if err != nil {
+		return err
+	}
+	planes, err := mesh.Revisions(ctx, kube)
+	if err != nil || len(planes) == 0 {
+		return err // Plan reports that nothing is installed
+	}
+	if !u.flags.Changed("revision") {
+		revs := make([]string, len(planes))
+		for i, cp := range planes {
+			revs[i] = cp.Revision
+		}
+		rev, err := c.Prompter.Select("Revision to uninstall:", revs, revs[0])
+		if err != nil {
+			return err
+		}
+		if u.Revision = rev; rev == mesh.DefaultRevision {
+			u.Revision = "" // the revision-less install
+		}
+	}
+	if !u.flags.Changed("purge") && len(planes) == 1 {
+		if u.Purge, err = c.Prompter.Confirm("It is the last revision: also delete Istio's CRDs, and with them every Istio config object?", false); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
