@@ -4,6 +4,7 @@ package workflows
 import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/apply"
+	"github.com/kubectl-mesh/kubectl-mesh/workflows/authz"
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/canary"
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/health"
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/inject"
@@ -14,5 +15,5 @@ import (
 
 // All returns a fresh instance of every workflow and group of workflows.
 func All() []pipeline.Command {
-	return []pipeline.Command{install.New(), install.NewUninstall(), inject.New(), mtls.New(), canary.New(), onboard.New(), health.NewCheck(), health.NewStatus(), apply.New()}
+	return []pipeline.Command{install.New(), install.NewUninstall(), inject.New(), mtls.New(), authz.New(), canary.New(), onboard.New(), health.NewCheck(), health.NewStatus(), apply.New()}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -231,28 +232,37 @@ func (o *analyzeOptions) analyzeLive(ctx context.Context, c *cli.Context, ns str
 // config, which a revision keeps in istio-<rev> rather than the istio
 // ConfigMap Istio's analyzer reads.
 func (o *analyzeOptions) selectRevision(ctx context.Context, kube kubernetes.Interface, opts *analysis.Options) error {
+	if o.revision == mesh.DefaultRevision {
+		// As istioctl: unlabelled config and the istio ConfigMap, whatever
+		// is installed (and no extra read a restricted user may lack).
+		return nil
+	}
 	planes, err := mesh.Revisions(ctx, kube)
 	if err != nil {
 		return err
 	}
 	cp, ok := mesh.Resolve(planes, o.revision)
-	if !ok && o.revision == mesh.DefaultRevision {
-		return nil // as istioctl: unlabelled config and the istio ConfigMap, whatever is installed
-	}
 	if !ok {
 		return exitcode.Usagef("revision %q is not installed: use one of %v", o.revision, mesh.Names(planes))
 	}
-	opts.Revision, opts.IstioNamespace = cp.Revision, cp.Namespace
+	opts.Revision = cp.Revision
 	if cp.Revision == mesh.DefaultRevision || opts.MeshConfig != "" {
 		return nil
 	}
+	// The Istio namespace (-i) first: a revision's control plane can run
+	// elsewhere too, but its mesh config lives where its istiod reads it.
 	name := "istio-" + cp.Revision
-	cm, err := kube.CoreV1().ConfigMaps(cp.Namespace).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return fmt.Errorf("cannot read revision %s's mesh config (ConfigMap %s/%s): %w", cp.Revision, cp.Namespace, name, err)
+	for _, ns := range slices.Compact([]string{opts.IstioNamespace, cp.Namespace}) {
+		cm, err := kube.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue
+		} else if err != nil {
+			return fmt.Errorf("cannot read revision %s's mesh config (ConfigMap %s/%s): %w", cp.Revision, ns, name, err)
+		}
+		opts.MeshConfig, opts.IstioNamespace = cm.Data["mesh"], ns
+		return nil
 	}
-	opts.MeshConfig = cm.Data["mesh"]
-	return nil
+	return exitcode.Usagef("revision %s has no mesh config: ConfigMap %s not found in %s; name its namespace with -i, or give the mesh config with --meshConfigFile", cp.Revision, name, strings.Join(slices.Compact([]string{opts.IstioNamespace, cp.Namespace}), " or "))
 }
 
 // requireCluster checks what analysis of a live cluster needs: the API
