@@ -253,6 +253,47 @@ func TestRealIstiod(t *testing.T) {
 		}
 	})
 
+	// migrate-authz from observed callers: in audit istiod gives the proxy
+	// the policies as shadow rules only; enforced, the RBAC filter admits
+	// exactly the observed principal and denies everyone else.
+	t.Run("migrate-authz", func(t *testing.T) {
+		ns := "vault"
+		m.kubectl(t, "create", "namespace", ns)
+		m.kubectl(t, "label", "namespace", ns, "istio.io/rev=1-31")
+		m.apply(t, meshApp(ns, "ledger", 8080, false)+`apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: `+ns+`}
+spec: {mtls: {mode: STRICT}}
+`)
+		pod := m.pods(t, ns, "app=ledger", 1)[0]
+		if sidecarOf(pod) == nil {
+			t.Fatal("ledger was not injected")
+		}
+		p := m.proxy(t, pod, testenv.ProxyOptions{})
+		caller := "spiffe://cluster.local/ns/shop/sa/default"
+		prom := startPrometheusWith(t, authzMetrics([]callerEdge{{strings.TrimPrefix(caller, "spiffe://"), "web", "shop", "ledger", ns, "http", 10}}))
+		flags := []string{"-n", ns, "--window", "2h", "--prometheus-url", prom.URL, "--yes"}
+		m.mesh(t, 0, append([]string{"migrate-authz"}, flags...)...)
+		var rules, shadow []string
+		waitProxy(t, p, "shadow rules for the audit", func(p *testenv.Proxy) bool {
+			rules, shadow = rbacPrincipals(chainRBAC(p, 8080))
+			return len(shadow) > 0
+		}, func(p *testenv.Proxy) any { return p.InboundChains(8080) })
+		if len(rules) > 0 || !slices.Equal(shadow, []string{caller}) {
+			t.Fatalf("audit: enforced principals %v, shadow %v; want nothing enforced and the shadow rules naming %s", rules, shadow, caller)
+		}
+		m.mesh(t, 0, append([]string{"migrate-authz", "--stage", "enforce"}, flags...)...)
+		waitProxy(t, p, "enforced RBAC", func(p *testenv.Proxy) bool {
+			rules, shadow = rbacPrincipals(chainRBAC(p, 8080))
+			return len(rules) > 0 && len(shadow) == 0
+		}, func(p *testenv.Proxy) any { return p.InboundChains(8080) })
+		// Envoy's RBAC filter with action ALLOW admits only what a policy
+		// matches: the observed caller, and no other identity.
+		if !slices.Equal(rules, []string{caller}) {
+			t.Fatalf("enforced RBAC admits %v, want exactly %s", rules, caller)
+		}
+	})
+
 	// istiod allocates an address to a ServiceEntry without one (with the
 	// production profile's DNS capture, TCP to external hosts on a shared
 	// port can be routed).
@@ -439,4 +480,43 @@ func holdsApplication(p corev1.Pod) bool {
 	}
 	l := p.Spec.Containers[0].Lifecycle
 	return l != nil && l.PostStart != nil && l.PostStart.Exec != nil && strings.Contains(strings.Join(l.PostStart.Exec.Command, " "), "wait")
+}
+
+// rbacPrincipals reads the RBAC filters istiod generated: the principals
+// their enforced rules admit, and those of their shadow (dry-run) rules.
+func rbacPrincipals(filters []string) (rules, shadow []string) {
+	for _, f := range filters {
+		var cfg map[string]any
+		if json.Unmarshal([]byte(f), &cfg) != nil {
+			continue
+		}
+		if r, ok := cfg["rules"]; ok {
+			rules = append(rules, spiffeIDs(r)...)
+		}
+		if r, ok := cfg["shadowRules"]; ok {
+			shadow = append(shadow, spiffeIDs(r)...)
+		}
+	}
+	slices.Sort(rules)
+	slices.Sort(shadow)
+	return slices.Compact(rules), slices.Compact(shadow)
+}
+
+func spiffeIDs(v any) []string {
+	var out []string
+	switch x := v.(type) {
+	case string:
+		if strings.HasPrefix(x, "spiffe://") {
+			out = append(out, x)
+		}
+	case map[string]any:
+		for _, e := range x {
+			out = append(out, spiffeIDs(e)...)
+		}
+	case []any:
+		for _, e := range x {
+			out = append(out, spiffeIDs(e)...)
+		}
+	}
+	return out
 }
