@@ -80,9 +80,16 @@ spec: {mtls: {mode: STRICT}}
 	prom := startPrometheusWith(t, authzMetrics(append(observed, plaintext)))
 	flags := []string{"-n", ns, "--window", "2h", "--prometheus-url", prom.URL}
 
+	// Export for GitOps: the manifests on stdout, nothing written.
+	r := mesh(t, 0, append([]string{"migrate-authz", "-o", "yaml"}, flags...)...)
+	mustContain(t, "export", r.stdout, "kind: AuthorizationPolicy", "name: allow-reviews", `istio.io/dry-run: "true"`)
+	if got := policyField(t, ns, "allow-nothing", "{.metadata.name}"); got != "<none>" {
+		t.Fatal("-o yaml wrote to the cluster")
+	}
+
 	// audit: dry-run ALLOW policies per called workload, allow-nothing last;
 	// what would block enforce is shown, and nothing blocks.
-	r := mesh(t, 0, append([]string{"migrate-authz", "--yes"}, flags...)...)
+	r = mesh(t, 0, append([]string{"migrate-authz", "--yes"}, flags...)...)
 	mustContain(t, "audit", r.stderr,
 		"CALLER", "authz-e2e/productpage (cluster.local/ns/authz-e2e/sa/default)", " connections", "unknown workload (plaintext, no identity)",
 		"allow-reviews", "dry-run",

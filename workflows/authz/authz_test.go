@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline/plantest"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/telemetry"
 )
 
@@ -224,7 +226,7 @@ func TestEnforceBlocksOnCallersTheAuditDidNotAllow(t *testing.T) {
 func TestEnforceAfterAShortAuditWarns(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	m := plan(t, &Options{Stage: StageEnforce}, audited(t, now.Add(-2*time.Hour)), &evidence{Edges: edges()[:4], Covers: true})
-	if c := check(m.checks(), CheckAuditTooShort); c == nil || c.Severity != pipeline.Warning || !strings.Contains(c.Message, "only 2h0m0s") {
+	if c := check(m.checks(), CheckAuditTooShort); c == nil || c.Severity != pipeline.Warning || !strings.Contains(c.Message, "only 120m") {
 		t.Errorf("a 2h audit over 7d: %+v", c)
 	}
 }
@@ -269,5 +271,32 @@ func TestProbesWithoutRewriteBlockEnforce(t *testing.T) {
 	m := plan(t, &Options{Stage: StageEnforce}, s, &evidence{Edges: edges()[:4], Covers: true})
 	if c := check(m.checks(), CheckProbes); c == nil || c.Severity != pipeline.Error || c.Objects[0] != "Deployment/reviews -n shop" {
 		t.Errorf("probe rewrite off: %+v", c)
+	}
+}
+
+func TestShadowDenialsBlockEnforce(t *testing.T) {
+	m := plan(t, &Options{Stage: StageEnforce}, audited(t, time.Now().Add(-8*24*time.Hour)), &evidence{Edges: edges()[:4], Covers: true, Shadow: map[string]float64{"reviews-1": 7, "ratings-1": 0}})
+	if c := check(m.checks(), CheckShadowDenied); c == nil || c.Severity != pipeline.Error || !slices.Equal(c.Objects, []string{"reviews-1: 7 requests"}) {
+		t.Errorf("shadow denials: %+v", c)
+	}
+}
+
+// Golden plans: what audit and enforce write for the shop, with their
+// checks and report.
+func TestGoldenPlans(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		o    *Options
+		s    *snapshot
+		ev   *evidence
+	}{
+		{"audit", &Options{Stage: StageAudit, AllowFrom: []string{"ns/batch"}}, shop(), &evidence{Edges: edges(), Covers: true, Where: "http://prometheus:9090"}},
+		{"enforce", &Options{Stage: StageEnforce}, audited(t, now.Add(-3*24*time.Hour)), &evidence{Edges: edges(), Covers: true, Where: "http://prometheus:9090"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := plan(t, tc.o, tc.s, tc.ev).plan(nil)
+			plantest.Golden(t, filepath.Join("testdata", tc.name+".golden"), plantest.Render(p))
+		})
 	}
 }

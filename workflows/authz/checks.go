@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/duration"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
@@ -271,8 +272,8 @@ func (m *migration) checkAuditAge() []pipeline.Check {
 			oldest = t // the newest policy: the audit as a whole is that old
 		}
 	}
-	age := m.now.Sub(oldest).Round(time.Minute)
-	if age >= m.o.window {
+	age := duration.HumanDuration(m.now.Sub(oldest))
+	if m.now.Sub(oldest) >= m.o.window {
 		return []pipeline.Check{{ID: CheckAuditTooShort, Severity: pipeline.Info,
 			Message: fmt.Sprintf("the audit stage has been in place for %s (since %s), longer than the window", age, oldest.Format(time.RFC3339))}}
 	}

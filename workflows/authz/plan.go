@@ -89,11 +89,16 @@ func (o *Options) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, err
 		}
 		o.ev = ev
 	}
-	m := o.build(c.Now())
 	cl, err := c.Clients()
 	if err != nil {
 		return nil, err
 	}
+	return o.build(c.Now()).plan(cl.Dynamic), nil
+}
+
+// plan lays the migration out: phases, checks, report, verify.
+func (m *migration) plan(dyn dynamic.Interface) *pipeline.Plan {
+	o := m.o
 	plan := &pipeline.Plan{Title: fmt.Sprintf("migrate-authz %s: %s", o.Namespace, o.Stage)}
 	var allows, deny []pipeline.Change
 	for _, p := range m.planned {
@@ -114,11 +119,11 @@ func (o *Options) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, err
 	}
 	plan.Checks = m.checks()
 	plan.Report = m.report
-	plan.Verify = []pipeline.VerifyStep{m.verify(cl.Dynamic)}
+	plan.Verify = []pipeline.VerifyStep{m.verify(dyn)}
 	if o.Stage == StageAudit {
 		plan.Notes = append(plan.Notes, fmt.Sprintf("audit: the policies are evaluated, not enforced (istio.io/dry-run); let them soak for --window (%s), then run kubectl mesh migrate-authz -n %s --stage enforce", o.Window, o.Namespace))
 	}
-	return plan, nil
+	return plan
 }
 
 // build computes the stage's policies from the snapshot and the evidence.
