@@ -6,6 +6,7 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/apply"
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/authz"
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/canary"
+	"github.com/kubectl-mesh/kubectl-mesh/workflows/egress"
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/health"
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/inject"
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/install"
@@ -15,5 +16,5 @@ import (
 
 // All returns a fresh instance of every workflow and group of workflows.
 func All() []pipeline.Command {
-	return []pipeline.Command{install.New(), install.NewUninstall(), inject.New(), mtls.New(), authz.New(), canary.New(), onboard.New(), health.NewCheck(), health.NewStatus(), apply.New()}
+	return []pipeline.Command{install.New(), install.NewUninstall(), inject.New(), mtls.New(), authz.New(), egress.New(), canary.New(), onboard.New(), health.NewCheck(), health.NewStatus(), apply.New()}
 }

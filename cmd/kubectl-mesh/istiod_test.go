@@ -294,6 +294,34 @@ spec: {mtls: {mode: STRICT}}
 		}
 	})
 
+	// migrate-egress: the registered host gets an outbound cluster; after
+	// the lockdown, traffic to anything unregistered goes to the black hole
+	// instead of the passthrough cluster.
+	t.Run("migrate-egress", func(t *testing.T) {
+		ns := "outbound"
+		m.kubectl(t, "create", "namespace", ns)
+		m.kubectl(t, "label", "namespace", ns, "istio.io/rev=1-31")
+		m.apply(t, meshApp(ns, "web", 8080, false))
+		pod := m.pods(t, ns, "app=web", 1)[0]
+		if sidecarOf(pod) == nil {
+			t.Fatal("web was not injected")
+		}
+		p := m.proxy(t, pod, testenv.ProxyOptions{})
+		waitProxy(t, p, "ALLOW_ANY catch-all", func(p *testenv.Proxy) bool { return p.OutboundCatchAll() == "PassthroughCluster" },
+			func(p *testenv.Proxy) any { return p.OutboundCatchAll() })
+		prom := startPrometheusWith(t, egressMetrics(ns, []exit{{src: "web", srcNS: ns, host: "httpbin.org", perMinute: 10}}))
+		flags := []string{"-n", ns, "--window", "2h", "--prometheus-url", prom.URL, "--yes"}
+		m.mesh(t, 0, append([]string{"migrate-egress"}, flags...)...)
+		waitProxy(t, p, "outbound cluster for httpbin.org", func(p *testenv.Proxy) bool { return slices.Contains(p.ClusterNames(), "outbound|80||httpbin.org") },
+			func(p *testenv.Proxy) any { return p.ClusterNames() })
+		m.mesh(t, 0, append([]string{"migrate-egress", "--stage", "lockdown"}, flags...)...)
+		waitProxy(t, p, "REGISTRY_ONLY catch-all", func(p *testenv.Proxy) bool { return p.OutboundCatchAll() == "BlackHoleCluster" },
+			func(p *testenv.Proxy) any { return p.OutboundCatchAll() })
+		if !slices.Contains(p.ClusterNames(), "outbound|80||httpbin.org") {
+			t.Fatal("the lockdown dropped the registered host's cluster")
+		}
+	})
+
 	// istiod allocates an address to a ServiceEntry without one (with the
 	// production profile's DNS capture, TCP to external hosts on a shared
 	// port can be routed).

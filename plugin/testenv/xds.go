@@ -16,6 +16,7 @@ import (
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -286,6 +287,36 @@ func (p *Proxy) Listeners() []*listener.Listener {
 		}
 	}
 	return out
+}
+
+// ClusterNames lists the clusters istiod sent last.
+func (p *Proxy) ClusterNames() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Sorted(maps.Keys(p.resources[typeCluster]))
+}
+
+// OutboundCatchAll is the cluster the virtualOutbound listener sends
+// traffic to that matches no service: PassthroughCluster under ALLOW_ANY,
+// BlackHoleCluster under REGISTRY_ONLY ("" before istiod sent one).
+func (p *Proxy) OutboundCatchAll() string {
+	for _, l := range p.Listeners() {
+		if l.Name != "virtualOutbound" {
+			continue
+		}
+		for _, fc := range l.FilterChains {
+			if fc.Name != "virtualOutbound-catchall-tcp" {
+				continue
+			}
+			for _, f := range fc.Filters {
+				var tp tcpproxy.TcpProxy
+				if f.GetTypedConfig().UnmarshalTo(&tp) == nil {
+					return tp.GetCluster()
+				}
+			}
+		}
+	}
+	return ""
 }
 
 // RouteNames lists the route configurations istiod sent last.
