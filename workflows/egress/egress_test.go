@@ -239,3 +239,20 @@ func TestGoldenPlans(t *testing.T) {
 		})
 	}
 }
+
+func TestMeshWide(t *testing.T) {
+	s := shop()
+	s.Namespace = "istio-system"
+	o := &Options{Stage: StageLockdown, MeshWide: true, Allow: []string{"api.stripe.com:443"}}
+	m := build(t, o, s, &evidence{Any: true, Covers: true})
+	if got := o.sources(); !slices.Equal(got, []string{".+"}) {
+		t.Errorf("mesh-wide reads the traffic of %v", got)
+	}
+	e := m.entries[0].Obj
+	if e.GetNamespace() != "istio-system" || !slices.Equal(e.Object["spec"].(map[string]any)["exportTo"].([]any), []any{"*"}) {
+		t.Errorf("mesh-wide entry in %s exported to %v", e.GetNamespace(), e.Object["spec"].(map[string]any)["exportTo"])
+	}
+	if m.sidecar.GetNamespace() != "istio-system" || m.sidecar.GetName() != "default" {
+		t.Errorf("mesh-wide lockdown on %s", pipeline.Ref(m.sidecar))
+	}
+}
