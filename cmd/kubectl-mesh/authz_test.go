@@ -24,8 +24,8 @@ func authzMetrics(edges []callerEdge) string {
 		if e.protocol == "tcp" {
 			family = "istio_tcp_connections_opened"
 		}
-		principal := e.principal
-		if principal == "" {
+		principal := "spiffe://" + e.principal // as Istio reports it
+		if e.principal == "" {
 			principal = "unknown"
 		}
 		ss = append(ss, series{family, "counter", family + "_total", fmt.Sprintf(`reporter="destination",source_principal=%q,source_workload=%q,source_workload_namespace=%q,destination_workload=%q,destination_workload_namespace=%q,request_protocol=%q,connection_security_policy="mutual_tls"`,

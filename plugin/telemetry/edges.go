@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -12,8 +13,9 @@ import (
 // Edge is traffic from one caller identity into one workload, as the
 // destination's proxy reported it: what an AuthorizationPolicy decides on.
 type Edge struct {
-	// Principal is the caller's mTLS identity (cluster.local/ns/NS/sa/SA),
-	// "" when the destination saw plaintext (Istio reports "unknown").
+	// Principal is the caller's mTLS identity as a policy names it
+	// (cluster.local/ns/NS/sa/SA), "" when the destination saw plaintext
+	// (Istio reports "unknown").
 	Principal               string
 	Source, SourceNamespace string // the caller's workload, "unknown" without a sidecar
 	Dest                    string // the destination workload
@@ -60,6 +62,10 @@ func (p *Prometheus) Edges(ctx context.Context, ns string, window time.Duration,
 				Dest:            string(s.Metric["destination_workload"]),
 				Protocol:        string(s.Metric["request_protocol"]),
 			}
+			// Istio reports the SPIFFE URI (spiffe://cluster.local/ns/…);
+			// AuthorizationPolicy principals are written without the scheme,
+			// which istiod adds back: one left in would match nothing.
+			e.Principal = strings.TrimPrefix(e.Principal, "spiffe://")
 			if e.Principal == "unknown" {
 				e.Principal = ""
 			}
