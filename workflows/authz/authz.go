@@ -200,12 +200,11 @@ func (o *Options) Complete(ctx context.Context, c *cli.Context, _ []string) erro
 	return nil
 }
 
-// nextStage: enforce once audit policies exist, audit before.
+// nextStage: audit first; enforce once this workflow's policies exist,
+// and again (never back to dry-run) once they are enforced.
 func (o *Options) nextStage() string {
-	for _, p := range o.snap.audit() {
-		if p.DryRun {
-			return StageEnforce
-		}
+	if len(o.snap.audit()) > 0 {
+		return StageEnforce
 	}
 	return StageAudit
 }

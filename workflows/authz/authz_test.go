@@ -300,3 +300,19 @@ func TestGoldenPlans(t *testing.T) {
 		})
 	}
 }
+
+func TestAuditOverEnforcedPoliciesIsBlocked(t *testing.T) {
+	s := audited(t, time.Now().Add(-8*24*time.Hour))
+	for i := range s.Policies {
+		s.Policies[i].DryRun = false // enforced
+	}
+	o := &Options{}
+	o.snap = s
+	if got := o.nextStage(); got != StageEnforce {
+		t.Fatalf("next stage of an enforced namespace is %s: a re-run would relax it", got)
+	}
+	m := plan(t, &Options{Stage: StageAudit}, s, &evidence{Edges: edges()[:4], Covers: true})
+	if c := check(m.checks(), CheckRelax); c == nil || c.Severity != pipeline.Error || len(c.Objects) != 3 {
+		t.Errorf("audit over enforced policies: %+v", c)
+	}
+}

@@ -25,6 +25,7 @@ const (
 	CheckInconclusive  = "AUTHZ-INCONCLUSIVE"
 	CheckShadowDenied  = "AUTHZ-SHADOW-DENIED"
 	CheckAuditTooShort = "AUTHZ-AUDIT-SHORT"
+	CheckRelax         = "AUTHZ-RELAX"
 	docAuthz           = "https://istio.io/latest/docs/reference/config/security/authorization-policy/"
 	docDryRun          = "https://istio.io/latest/docs/tasks/security/authorization/authz-dry-run/"
 	docMTLS            = "https://istio.io/latest/docs/tasks/security/authentication/mtls-migration/"
@@ -50,7 +51,31 @@ func (m *migration) checks() []pipeline.Check {
 	out = append(out, m.checkNoTraffic()...)
 	out = append(out, m.checkStale()...)
 	out = append(out, m.checkAuditAge()...)
+	out = append(out, m.checkRelax()...)
 	return out
+}
+
+// checkRelax: an audit over enforced policies puts them back in dry-run,
+// which enforces nothing.
+func (m *migration) checkRelax() []pipeline.Check {
+	if m.o.Stage != StageAudit {
+		return nil
+	}
+	var refs []string
+	for _, p := range m.o.snap.audit() {
+		if !p.DryRun {
+			refs = append(refs, p.Ref())
+		}
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	return []pipeline.Check{{
+		ID: CheckRelax, Severity: pipeline.Error, Objects: refs,
+		Message: "these policies are enforced: the audit stage puts them back in dry-run, and the namespace then enforces nothing",
+		Hint:    "to add callers keep them enforced (--stage enforce --allow-from …); accept with --accept " + CheckRelax + " to go back to audit",
+		URL:     docDryRun,
+	}}
 }
 
 // checkEvidence: no Istio traffic at all, or data that does not reach back

@@ -98,16 +98,17 @@ func (o *Options) Plan(_ context.Context, c *cli.Context) (*pipeline.Plan, error
 	if o.ViaEgressGateway && !o.snap.EgressGateway {
 		return nil, exitcode.Usagef("--via-egress-gateway: no egress gateway (a Service labelled istio=egressgateway) in %s: install one (kubectl mesh install --egress) or drop the flag", o.root)
 	}
+	m := o.build()
 	if o.Stage == StageLockdown && !o.registryRan() {
-		if missing := o.build().unregistered(); len(missing) > 0 {
-			return nil, exitcode.Usagef("lockdown before registry: %d observed host(s) have no ServiceEntry (%s); run kubectl mesh migrate-egress --stage registry first", len(missing), strings.Join(missing, ", "))
+		if missing := m.unregistered(); len(missing) > 0 {
+			return nil, exitcode.Usagef("lockdown before registry: %d observed host(s) have no ServiceEntry (%s); run kubectl mesh migrate-egress %s --stage registry first", len(missing), strings.Join(missing, ", "), o.scopeFlag())
 		}
 	}
 	cl, err := c.Clients()
 	if err != nil {
 		return nil, err
 	}
-	return o.build().plan(cl.Dynamic), nil
+	return m.plan(cl.Dynamic), nil
 }
 
 // registryRan reports whether an earlier registry stage wrote entries here.
