@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -225,6 +226,21 @@ func ParseSuppression(s string) (Suppression, error) {
 		}
 	}
 	return Suppression{}, fmt.Errorf("invalid --suppress %q: %q is not an Istio analysis code (see https://istio.io/latest/docs/reference/config/analysis/)", s, code)
+}
+
+// Suppressed reports whether a suppression hides code on the resource
+// named "Kind namespace/name", with Istio's glob rule (* matches anything).
+func Suppressed(sups []Suppression, code, ref string) bool {
+	for _, s := range sups {
+		if s.Code != code {
+			continue
+		}
+		re := "^" + strings.ReplaceAll(regexp.QuoteMeta(s.ResourceName), `\*`, ".*") + "$"
+		if ok, _ := regexp.MatchString(re, ref); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // ParseLevel maps Info|Warning|Error to Istio's level.

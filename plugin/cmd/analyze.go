@@ -15,6 +15,8 @@ import (
 	"istio.io/istio/pkg/config/schema/collections"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/analysis"
@@ -22,6 +24,7 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/manifest"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/resilience"
 )
 
 type analyzeOptions struct {
@@ -126,8 +129,10 @@ func (o *analyzeOptions) run(cmd *cobra.Command, c *cli.Context, args []string) 
 		return err
 	}
 	var sources []analysis.Source
+	var fileObjs []*unstructured.Unstructured
 	for _, f := range files {
 		objs, _ := manifest.Decode(f.Data) // unparseable documents are reported by Istio's reader below
+		fileObjs = append(fileObjs, objs...)
 		for _, obj := range objs {
 			gvk := obj.GroupVersionKind()
 			// GitOps directories mix kinds (Certificates, Applications, Helm
@@ -170,9 +175,14 @@ func (o *analyzeOptions) run(cmd *cobra.Command, c *cli.Context, args []string) 
 	} else if runErr != nil {
 		return runErr
 	}
+	lint, err := o.lint(ctx, c, ns, meshConfig, fileObjs, sups)
+	if err != nil {
+		return err
+	}
+	msgs = append(msgs, lint...)
 	// Like istioctl: the exit code counts every message; the output threshold only hides.
 	shown := msgs.SetDocRef("kubectl-mesh-analyze").FilterOutLowerThan(outThreshold)
-	text, err := formatting.Print(shown, format, format == formatting.LogFormat && cli.Color(c.Streams.Out))
+	text, err := analysis.Print(shown, format, format == formatting.LogFormat && cli.Color(c.Streams.Out))
 	if err != nil {
 		return err
 	}
@@ -197,6 +207,71 @@ func (o *analyzeOptions) run(cmd *cobra.Command, c *cli.Context, args []string) 
 		return exitcode.Dataf("%d document(s) could not be parsed (listed above): fix them, or pass --ignore-unknown to analyze only the rest", len(parseErr.Errs))
 	}
 	return nil
+}
+
+// lint runs the resilience lint over the VirtualServices and
+// DestinationRules analyzed: the cluster's (in scope) with the files'
+// objects in place of the live ones they name.
+func (o *analyzeOptions) lint(ctx context.Context, c *cli.Context, ns, meshConfig string, files []*unstructured.Unstructured, sups []analysis.Suppression) (diag.Messages, error) {
+	if len(o.analyzers) > 0 {
+		return nil, nil // --analyzer selects Istio's analyzers only
+	}
+	byRef := map[string]*unstructured.Unstructured{}
+	var order []string
+	add := func(u *unstructured.Unstructured) {
+		if k := u.GetKind(); k != "VirtualService" && k != "DestinationRule" {
+			return
+		}
+		if u.GetNamespace() == "" {
+			u = u.DeepCopy()
+			u.SetNamespace(map[bool]string{true: ns, false: metav1.NamespaceDefault}[ns != ""])
+		}
+		if ns != "" && u.GetNamespace() != ns {
+			return
+		}
+		key := u.GetKind() + " " + u.GetNamespace() + "/" + u.GetName()
+		if byRef[key] == nil {
+			order = append(order, key)
+		}
+		byRef[key] = u
+	}
+	retryOn := resilience.MeshRetryOnYAML(meshConfig)
+	if o.useKube {
+		cl, err := c.Clients()
+		if err != nil {
+			return nil, err
+		}
+		for _, gvr := range []schema.GroupVersionResource{mesh.VirtualServices, mesh.DestinationRules} {
+			l, err := cl.Dynamic.Resource(gvr).Namespace(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("listing %s for the resilience lint: %w", gvr.Resource, err)
+			}
+			for i := range l.Items {
+				add(&l.Items[i])
+			}
+		}
+		if meshConfig == "" {
+			retryOn = resilience.MeshRetryOn(ctx, cl.Kube, c.Engine.IstioNamespace)
+		}
+	}
+	for _, u := range files {
+		add(u)
+	}
+	in := resilience.Input{MeshRetryOn: retryOn}
+	for _, k := range order {
+		if u := byRef[k]; u.GetKind() == "VirtualService" {
+			in.VirtualServices = append(in.VirtualServices, u)
+		} else {
+			in.DestinationRules = append(in.DestinationRules, u)
+		}
+	}
+	var kept []resilience.Finding
+	for _, f := range resilience.Lint(in) {
+		if !analysis.Suppressed(sups, f.Code, f.Ref()) {
+			kept = append(kept, f)
+		}
+	}
+	return analysis.LintMessages(kept), nil
 }
 
 // analyzeLive analyzes the cluster (with the files as a what-if); a

@@ -95,6 +95,7 @@ func (r *Runner) Run(ctx context.Context, plan *Plan) error {
 			blocked = append(blocked, fs...)
 		}
 	}
+	plan.Checks = append(plan.Checks, r.resilienceChecks(ctx, plan)...)
 	blocked = append(blocked, r.printChecks(plan, Severity(threshold))...)
 	if err := r.showDiff(plan, diffs); err != nil {
 		return err

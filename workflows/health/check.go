@@ -24,6 +24,7 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/resilience"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/install"
 )
@@ -203,6 +204,7 @@ func (o *Check) run(ctx context.Context, c *cli.Context, ns string, progress ste
 	checkSidecars(rep, s, ns)
 	checkPosture(rep, s, c.Engine.IstioNamespace, ns, c.Now())
 	checkAntiPatterns(rep, s, ns)
+	checkResilience(rep, s, ns)
 	progress("running Istio's analyzers")
 	if err := checkAnalysis(ctx, rep, c, ns); err != nil {
 		return nil, err
@@ -649,4 +651,39 @@ func checkAnalysis(ctx context.Context, rep *Report, c *cli.Context, ns string) 
 		rep.add(cat, "no Istio analyzer warnings", Warn, fmt.Sprintf("%d warning(s): %s", len(warns), short(warns)), "kubectl mesh analyze -A for details", "")
 	}
 	return nil
+}
+
+// checkResilience reports the resilience lint: retry budgets, retried
+// writes, outlier detection that can empty a pool.
+func checkResilience(rep *Report, s *cluster, only string) {
+	const cat = "resilience"
+	in := resilience.Input{MeshRetryOn: s.MeshRetryOn, Endpoints: map[string]int{}}
+	for _, vs := range s.VSs {
+		if only == "" || vs.GetNamespace() == only {
+			in.VirtualServices = append(in.VirtualServices, vs)
+		}
+	}
+	for _, dr := range s.DRs {
+		if only == "" || dr.GetNamespace() == only {
+			in.DestinationRules = append(in.DestinationRules, dr)
+		}
+	}
+	if len(in.VirtualServices)+len(in.DestinationRules) == 0 {
+		return
+	}
+	bad := 0
+	for _, f := range resilience.Lint(in) {
+		status := Warn
+		switch f.Level {
+		case "Error":
+			status = Fail
+		case "Info":
+			continue // advice, not a health problem: kubectl mesh analyze lists it
+		}
+		bad++
+		rep.add(cat, f.Code+" "+f.Ref(), status, f.Message, "kubectl mesh resilience -n "+f.Namespace+" SERVICE proposes settings from observed latency", f.URL())
+	}
+	if bad == 0 {
+		rep.add(cat, "timeouts, retries and outlier detection", OK, "", "", "")
+	}
 }

@@ -12,7 +12,7 @@ func reads() []pipeline.Permission {
 	p = append(p, pipeline.Grant("apiextensions.k8s.io", true, []string{"list"}, "customresourcedefinitions")...)
 	p = append(p, pipeline.Grant("admissionregistration.k8s.io", true, []string{"list"}, "mutatingwebhookconfigurations", "validatingwebhookconfigurations")...)
 	p = append(p, pipeline.Grant("security.istio.io", true, []string{"list"}, "peerauthentications", "authorizationpolicies")...)
-	p = append(p, pipeline.Grant("networking.istio.io", true, []string{"list"}, "virtualservices")...)
+	p = append(p, pipeline.Grant("networking.istio.io", true, []string{"list"}, "virtualservices", "destinationrules")...)
 	return p
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/resilience"
 )
 
 var crds = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
@@ -40,6 +41,9 @@ type cluster struct {
 	PAs         []mesh.PeerAuth
 	AuthZ       []*unstructured.Unstructured
 	VSs         []*unstructured.Unstructured
+	DRs         []*unstructured.Unstructured
+	// MeshRetryOn is the mesh's defaultHttpRetryPolicy.retryOn ("" for Istio's default).
+	MeshRetryOn string
 }
 
 // step reports progress on one line of stderr.
@@ -122,10 +126,14 @@ func read(ctx context.Context, c *cli.Context, namespace string, progress step) 
 		s.Workloads, err = mesh.Inventory(ctx, cl.Kube, cl.Metadata, namespace)
 		return err
 	})
+	g.Go(func() error {
+		s.MeshRetryOn = resilience.MeshRetryOn(ctx, cl.Kube, c.Engine.IstioNamespace)
+		return nil
+	})
 	for _, l := range []struct {
 		gvr  schema.GroupVersionResource
 		into *[]*unstructured.Unstructured
-	}{{mesh.PeerAuthentications, nil}, {mesh.AuthorizationPolicies, &s.AuthZ}, {mesh.VirtualServices, &s.VSs}} {
+	}{{mesh.PeerAuthentications, nil}, {mesh.AuthorizationPolicies, &s.AuthZ}, {mesh.VirtualServices, &s.VSs}, {mesh.DestinationRules, &s.DRs}} {
 		g.Go(func() error {
 			list, err := cl.Dynamic.Resource(l.gvr).List(ctx, metav1.ListOptions{})
 			if apierrors.IsNotFound(err) {
