@@ -12,9 +12,10 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/install"
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/mtls"
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/onboard"
+	"github.com/kubectl-mesh/kubectl-mesh/workflows/resilience"
 )
 
 // All returns a fresh instance of every workflow and group of workflows.
 func All() []pipeline.Command {
-	return []pipeline.Command{install.New(), install.NewUninstall(), inject.New(), mtls.New(), authz.New(), egress.New(), canary.New(), onboard.New(), health.NewCheck(), health.NewStatus(), apply.New()}
+	return []pipeline.Command{install.New(), install.NewUninstall(), inject.New(), mtls.New(), authz.New(), egress.New(), canary.New(), resilience.New(), onboard.New(), health.NewCheck(), health.NewStatus(), apply.New()}
 }

@@ -322,6 +322,38 @@ spec: {mtls: {mode: STRICT}}
 		}
 	})
 
+	// resilience: in the proxy, the read route (GET|HEAD) carries the
+	// proposed retry policy and the write route none at all — Istio's
+	// implicit default retry is overridden.
+	t.Run("resilience", func(t *testing.T) {
+		ns := "orders"
+		m.kubectl(t, "create", "namespace", ns)
+		m.kubectl(t, "label", "namespace", ns, "istio.io/rev=1-31")
+		m.apply(t, meshApp(ns, "orders", 8080, false))
+		pod := m.pods(t, ns, "app=orders", 1)[0]
+		p := m.proxy(t, pod, testenv.ProxyOptions{})
+		prom := startPrometheusWith(t, latencyMetrics(ns, "orders", 300))
+		m.mesh(t, 0, "resilience", "orders", "-n", ns, "--window", "2h", "--prometheus-url", prom.URL, "--yes")
+		vhost := "orders." + ns + ".svc.cluster.local:80"
+		waitProxy(t, p, "read and write routes", func(p *testenv.Proxy) bool { return len(p.Routes("80", vhost)) == 2 },
+			func(p *testenv.Proxy) any { return p.Routes("80", vhost) })
+		routes := p.Routes("80", vhost)
+		reads, writes := routes[0], routes[1]
+		if h := reads.GetMatch().GetHeaders(); len(h) != 1 || h[0].GetName() != ":method" || !strings.Contains(h[0].GetStringMatch().GetSafeRegex().GetRegex(), "GET|HEAD") {
+			t.Fatalf("the read route does not match GET|HEAD: %v", reads.GetMatch())
+		}
+		rp := reads.GetRoute().GetRetryPolicy()
+		if rp.GetNumRetries().GetValue() != 2 || !strings.Contains(rp.GetRetryOn(), "connect-failure") || !slices.Contains(rp.GetRetriableStatusCodes(), 503) {
+			t.Fatalf("read route retry policy %v", rp)
+		}
+		if wp := writes.GetRoute().GetRetryPolicy(); wp != nil && wp.GetNumRetries().GetValue() != 0 {
+			t.Fatalf("the write route retries: %v", wp)
+		}
+		if reads.GetRoute().GetTimeout().AsDuration() == 0 || writes.GetRoute().GetTimeout().AsDuration() != reads.GetRoute().GetTimeout().AsDuration() {
+			t.Fatalf("route timeouts %v / %v", reads.GetRoute().GetTimeout(), writes.GetRoute().GetTimeout())
+		}
+	})
+
 	// istiod allocates an address to a ServiceEntry without one (with the
 	// production profile's DNS capture, TCP to external hosts on a shared
 	// port can be routed).

@@ -25,11 +25,7 @@ func TestAnalyzeParityWithIstioctl(t *testing.T) {
 	if _, err := os.Stat(istioctl); err != nil {
 		t.Fatalf("istioctl missing in %s: run hack/build-tools.sh (the README's test command does)", binDir)
 	}
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "istio.io/istio").Output()
-	if err != nil {
-		t.Fatalf("go list istio.io/istio: %v", err)
-	}
-	pkg := filepath.Join(strings.TrimSpace(string(out)), "pkg", "config", "analysis", "analyzers")
+	pkg := filepath.Join(istioModuleDir(t), "pkg", "config", "analysis", "analyzers")
 	meshConfigs := fixtureMeshConfigs(t, filepath.Join(pkg, "analyzers_test.go"))
 
 	var fixtures []string
@@ -206,4 +202,15 @@ func fixtureMeshConfigByFile(t *testing.T, testFile, pkg string) map[string]stri
 		}
 	}
 	return out
+}
+
+// istioModuleDir is the pinned istio.io/istio module's source, for its
+// fixtures and samples.
+func istioModuleDir(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "istio.io/istio").Output()
+	if err != nil {
+		t.Fatalf("go list istio.io/istio: %v", err)
+	}
+	return strings.TrimSpace(string(out))
 }

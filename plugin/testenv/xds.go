@@ -421,6 +421,20 @@ func (p *Proxy) DefaultRoute(routeName, vhost string) *route.Route {
 	return nil
 }
 
+// Routes are the routes of vhost in route configuration routeName, in order.
+func (p *Proxy) Routes(routeName, vhost string) []*route.Route {
+	rc := p.Route(routeName)
+	if rc == nil {
+		return nil
+	}
+	for _, vh := range rc.VirtualHosts {
+		if vh.Name == vhost {
+			return vh.Routes
+		}
+	}
+	return nil
+}
+
 // WeightedClusters returns cluster → weight of DefaultRoute; a
 // single-cluster route is weight 100.
 func (p *Proxy) WeightedClusters(routeName, vhost string) map[string]uint32 {
