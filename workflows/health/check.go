@@ -24,8 +24,8 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
-	"github.com/kubectl-mesh/kubectl-mesh/plugin/resilience"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/resilience"
 	"github.com/kubectl-mesh/kubectl-mesh/workflows/install"
 )
 

@@ -278,7 +278,9 @@ func (o *Options) printObserved(w io.Writer) {
 	l := o.observed
 	fmt.Fprintf(w, "Observed for %s/%s over the last %s (Prometheus: %s): %.0f requests (%.1f/s), %.2f%% 5xx, %d pod(s)", o.Namespace, o.Service, o.Window, o.where, l.Requests, l.RPS(), 100*l.Errors/max(l.Requests, 1), o.pods)
 	if l.HasLatency {
-		ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)).Round(time.Millisecond) }
+		ms := func(v float64) time.Duration {
+			return time.Duration(v * float64(time.Millisecond)).Round(time.Millisecond)
+		}
 		fmt.Fprintf(w, "; latency p50 %s, p99 %s, p99.9 %s; concurrency %.1f", ms(l.P50), ms(l.P99), ms(l.P999), l.Concurrency())
 	}
 	fmt.Fprintln(w)

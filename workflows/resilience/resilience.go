@@ -35,9 +35,9 @@ type Options struct {
 	MinRequests        int
 	// Flags for every value; unset ones come from the evidence.
 	Timeout, PerTryTimeout, Interval, BaseEjectionTime time.Duration
-	Attempts, Consecutive5xx, MaxEjectionPercent      int
-	MaxConnections, MaxPending                        int
-	RetryOn                                           string
+	Attempts, Consecutive5xx, MaxEjectionPercent       int
+	MaxConnections, MaxPending                         int
+	RetryOn                                            string
 
 	window   time.Duration
 	flags    *pflag.FlagSet
