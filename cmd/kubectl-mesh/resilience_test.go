@@ -119,12 +119,18 @@ func TestResilienceOnTerminal(t *testing.T) {
 	ns := "resilience-tty"
 	createNamespace(t, ns)
 	mustKubectl(t, "apply", "-f", writeFile(t, "api.yaml", meshApp(ns, "api", 8080, true)))
+	mustKubectl(t, "scale", "deployment/api", "-n", ns, "--replicas=2")
+	mustKubectl(t, "rollout", "status", "deployment/api", "-n", ns, "--timeout=60s")
 	prom := startPrometheusWith(t, latencyMetrics(ns, "api", 120))
 	screen, code := runOnTerminalSteps(t, []termStep{
 		{"Route timeout", typeKeys("\x15" + "1500ms\r")},
 		{"Retries of reads", typeKeys("\r")},
 		{"Timeout of each try", typeKeys("\r")},
+		{"Retry reads on", typeKeys("\r")},
 		{"5xx in a row", typeKeys("\r")},
+		{"Outlier detection interval", typeKeys("\r")},
+		{"Shortest ejection", typeKeys("\x15" + "1m\r")},
+		{"Most of the pool ejected", typeKeys("\r")},
 		{"max connections", typeKeys("\r")},
 		{"max pending", typeKeys("\r")},
 		{"(y/N)", typeKeys("y\r")},
@@ -132,8 +138,11 @@ func TestResilienceOnTerminal(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	mustContain(t, "terminal", screen, "Observed for "+ns+"/api", "latency p50", "one pod")
+	mustContain(t, "terminal", screen, "Observed for "+ns+"/api", "latency p50", "2 pods: at most 50% ejected")
 	if got := kubectl(t, nil, "get", "virtualservice", "api", "-n", ns, "-o", "jsonpath={.spec.http[0].timeout}").stdout; got != "1.5s" {
 		t.Fatalf("the timeout typed at the prompt: %q", got)
+	}
+	if got := kubectl(t, nil, "get", "destinationrule", "api", "-n", ns, "-o", "jsonpath={.spec.trafficPolicy.outlierDetection.baseEjectionTime}").stdout; got != "1m0s" {
+		t.Fatalf("the ejection time typed at the prompt: %q", got)
 	}
 }

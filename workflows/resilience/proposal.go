@@ -53,6 +53,8 @@ func propose(l telemetry.Latency, pods int) Settings {
 	if s.PerTryTimeout < 10*time.Millisecond {
 		s.PerTryTimeout = 10 * time.Millisecond
 	}
+	s.Why["interval"] = "Envoy's sweep every 10s"
+	s.Why["base-ejection-time"] = "30s, doubling for a pod ejected again"
 	s.Why["attempts"] = "2 retries of reads (GET, HEAD) on errors that mean the request did not reach a healthy pod; writes are never retried"
 	errRate := 0.0
 	if l.Requests > 0 {

@@ -314,12 +314,33 @@ func (o *Options) ask(c *cli.Context) error {
 		func() error { return dur("timeout", "Route timeout", &s.Timeout) },
 		func() error { return num("attempts", "Retries of reads", &s.Attempts, 0) },
 		func() error { return dur("per-try-timeout", "Timeout of each try", &s.PerTryTimeout) },
-		func() error { return num("consecutive-5xx", "5xx in a row that eject a pod", &s.Consecutive5xx, 1) },
 		func() error {
-			if !s.Outlier {
+			if o.flags.Changed("retry-on") {
 				return nil
 			}
-			return num("max-ejection-percent", "Most of the pool ejected at once, %", &s.MaxEjectionPercent, 0)
+			ans, err := p.Input("Retry reads on (Envoy conditions):", s.RetryOn)
+			if ans = strings.TrimSpace(ans); err == nil && ans != "" {
+				s.RetryOn = ans
+			}
+			return err
+		},
+		func() error {
+			if !s.Outlier {
+				return nil // a single pod: no outlier detection to tune
+			}
+			for _, step := range []func() error{
+				func() error { return num("consecutive-5xx", "5xx in a row that eject a pod", &s.Consecutive5xx, 1) },
+				func() error { return dur("interval", "Outlier detection interval", &s.Interval) },
+				func() error { return dur("base-ejection-time", "Shortest ejection", &s.BaseEjectionTime) },
+				func() error {
+					return num("max-ejection-percent", "Most of the pool ejected at once, %", &s.MaxEjectionPercent, 0)
+				},
+			} {
+				if err := step(); err != nil {
+					return err
+				}
+			}
+			return nil
 		},
 		func() error { return num("max-connections", "Connection pool: max connections", &s.MaxConnections, 1) },
 		func() error { return num("max-pending", "Connection pool: max pending requests", &s.MaxPending, 1) },
