@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
 )
 
@@ -159,4 +160,38 @@ func oneLine(err error) string {
 		s = s[:200] + "…"
 	}
 	return s
+}
+
+// ParseOptions checks the telemetry flags every evidence-gated workflow
+// takes (--window, --prometheus-url) and returns the window.
+func ParseOptions(window, rawURL string) (time.Duration, error) {
+	w, err := ParseWindow("--window", window)
+	if err != nil {
+		return 0, err
+	}
+	if rawURL != "" {
+		if err := ParseURL(rawURL); err != nil {
+			return 0, err
+		}
+	}
+	return w, nil
+}
+
+// Require is Connect, with the context's clients, for a workflow that
+// cannot go on without evidence: no Prometheus is an error saying what it
+// was needed for.
+func Require(ctx context.Context, c *cli.Context, rawURL, preferNamespace, purpose string) (*Prometheus, error) {
+	cfg, err := c.RESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	kube, err := c.Kube()
+	if err != nil {
+		return nil, err
+	}
+	prom, err := Connect(ctx, cfg, kube, rawURL, preferNamespace)
+	if err == nil && prom == nil {
+		err = exitcode.New(exitcode.Unavailable, fmt.Errorf("no Prometheus found in the cluster to %s: pass --prometheus-url URL", purpose))
+	}
+	return prom, err
 }

@@ -105,16 +105,11 @@ func (o *Options) parse() error {
 	if o.Stage != "" && o.Stage != StageAudit && o.Stage != StageEnforce {
 		return fmt.Errorf("invalid --stage %q: use audit or enforce", o.Stage)
 	}
-	w, err := telemetry.ParseWindow("--window", o.Window)
+	w, err := telemetry.ParseOptions(o.Window, o.PrometheusURL)
 	if err != nil {
 		return err
 	}
 	o.window = w
-	if o.PrometheusURL != "" {
-		if err := telemetry.ParseURL(o.PrometheusURL); err != nil {
-			return err
-		}
-	}
 	o.extra = nil
 	for _, s := range o.AllowFrom {
 		if s = strings.TrimSpace(s); s == "" {

@@ -16,7 +16,6 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
-	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/telemetry"
@@ -33,20 +32,9 @@ type evidence struct {
 // observe reads the evidence: the callers, whether the data covers the
 // window, and the shadow-rule denials.
 func (o *Options) observe(ctx context.Context, c *cli.Context) (*evidence, error) {
-	cfg, err := c.RESTConfig()
+	prom, err := telemetry.Require(ctx, c, o.PrometheusURL, o.root, "read the namespace's callers from")
 	if err != nil {
 		return nil, err
-	}
-	kube, err := c.Kube()
-	if err != nil {
-		return nil, err
-	}
-	prom, err := telemetry.Connect(ctx, cfg, kube, o.PrometheusURL, o.root)
-	if err != nil {
-		return nil, err
-	}
-	if prom == nil {
-		return nil, exitcode.New(exitcode.Unavailable, fmt.Errorf("no Prometheus found in the cluster to read the namespace's callers from: pass --prometheus-url URL"))
 	}
 	ev := &evidence{Where: prom.Where}
 	now := c.Now()

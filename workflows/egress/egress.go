@@ -102,16 +102,11 @@ func (o *Options) parse() error {
 	if o.Stage != "" && o.Stage != StageRegistry && o.Stage != StageLockdown {
 		return fmt.Errorf("invalid --stage %q: use registry or lockdown", o.Stage)
 	}
-	w, err := telemetry.ParseWindow("--window", o.Window)
+	w, err := telemetry.ParseOptions(o.Window, o.PrometheusURL)
 	if err != nil {
 		return err
 	}
 	o.window = w
-	if o.PrometheusURL != "" {
-		if err := telemetry.ParseURL(o.PrometheusURL); err != nil {
-			return err
-		}
-	}
 	o.extra = nil
 	for _, s := range o.Allow {
 		for _, part := range strings.Split(s, ",") {

@@ -43,20 +43,9 @@ func (o *Options) sources() []string {
 }
 
 func (o *Options) observe(ctx context.Context, c *cli.Context) (*evidence, error) {
-	cfg, err := c.RESTConfig()
+	prom, err := telemetry.Require(ctx, c, o.PrometheusURL, o.root, "read outbound traffic from")
 	if err != nil {
 		return nil, err
-	}
-	kube, err := c.Kube()
-	if err != nil {
-		return nil, err
-	}
-	prom, err := telemetry.Connect(ctx, cfg, kube, o.PrometheusURL, o.root)
-	if err != nil {
-		return nil, err
-	}
-	if prom == nil {
-		return nil, exitcode.New(exitcode.Unavailable, fmt.Errorf("no Prometheus found in the cluster to read outbound traffic from: pass --prometheus-url URL"))
 	}
 	ev := &evidence{Where: prom.Where}
 	now, src := c.Now(), o.sources()

@@ -91,16 +91,11 @@ func (o *Options) parse() error {
 	if o.Stage != "" && o.Stage != StagePermissive && o.Stage != StageStrict {
 		return fmt.Errorf("invalid --stage %q: use permissive or strict", o.Stage)
 	}
-	w, err := telemetry.ParseWindow("--window", o.Window)
+	w, err := telemetry.ParseOptions(o.Window, o.PrometheusURL)
 	if err != nil {
 		return err
 	}
 	o.window = w
-	if o.PrometheusURL != "" {
-		if err := telemetry.ParseURL(o.PrometheusURL); err != nil {
-			return err
-		}
-	}
 	o.exceptions = nil
 	for _, s := range o.Exceptions {
 		for _, part := range strings.Split(s, ",") {

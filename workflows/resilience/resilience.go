@@ -100,16 +100,11 @@ KM0105) runs on the result, as on every plan.`,
 
 // positive are the numeric flags that must be above zero when given.
 func (o *Options) parse() error {
-	w, err := telemetry.ParseWindow("--window", o.Window)
+	w, err := telemetry.ParseOptions(o.Window, o.PrometheusURL)
 	if err != nil {
 		return err
 	}
 	o.window = w
-	if o.PrometheusURL != "" {
-		if err := telemetry.ParseURL(o.PrometheusURL); err != nil {
-			return err
-		}
-	}
 	if o.flags == nil {
 		return nil
 	}
@@ -154,20 +149,9 @@ func (o *Options) Complete(ctx context.Context, c *cli.Context, args []string) e
 	if err := o.read(ctx, c); err != nil {
 		return err
 	}
-	cfg, err := c.RESTConfig()
+	prom, err := telemetry.Require(ctx, c, o.PrometheusURL, c.Engine.IstioNamespace, "read "+o.Service+"'s latency from")
 	if err != nil {
 		return err
-	}
-	kube, err := c.Kube()
-	if err != nil {
-		return err
-	}
-	prom, err := telemetry.Connect(ctx, cfg, kube, o.PrometheusURL, c.Engine.IstioNamespace)
-	if err != nil {
-		return err
-	}
-	if prom == nil {
-		return exitcode.New(exitcode.Unavailable, fmt.Errorf("no Prometheus found in the cluster to read %s's latency from: pass --prometheus-url URL", o.Service))
 	}
 	o.where = prom.Where
 	if o.observed, err = prom.Latency(ctx, ns, o.Service, o.window, c.Now()); err != nil {
