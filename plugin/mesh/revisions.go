@@ -122,6 +122,16 @@ func NamespaceNames(ctx context.Context, kube kubernetes.Interface) ([]string, e
 	return names, nil
 }
 
+// AskNamespace asks which namespace to work on, among the cluster's, with
+// def preselected.
+func AskNamespace(ctx context.Context, kube kubernetes.Interface, p prompt.Prompter, question, def string) (string, error) {
+	names, err := NamespaceNames(ctx, kube)
+	if err != nil {
+		return "", err
+	}
+	return p.Select(question, names, def)
+}
+
 // InjectedFrom is the revision or tag a namespace's labels select for
 // injection ("default" for istio-injection=enabled), "" when none. The
 // revision label wins, as it does in Istio's webhooks.

@@ -163,11 +163,7 @@ func (o *Options) Complete(ctx context.Context, c *cli.Context, _ []string) erro
 		return err
 	}
 	if !explicit && c.CanPrompt() {
-		names, err := mesh.NamespaceNames(ctx, kube)
-		if err != nil {
-			return err
-		}
-		if ns, err = c.Prompter.Select("Namespace to lock down:", names, ns); err != nil {
+		if ns, err = mesh.AskNamespace(ctx, kube, c.Prompter, "Namespace to lock down:", ns); err != nil {
 			return err
 		}
 	}

@@ -81,11 +81,7 @@ func (o *Options) Complete(ctx context.Context, c *cli.Context, _ []string) erro
 	}
 	o.Namespace = ns
 	if !explicit && c.CanPrompt() {
-		names, err := mesh.NamespaceNames(ctx, kube)
-		if err != nil {
-			return err
-		}
-		if o.Namespace, err = c.Prompter.Select("Namespace to inject:", names, ns); err != nil {
+		if o.Namespace, err = mesh.AskNamespace(ctx, kube, c.Prompter, "Namespace to inject:", ns); err != nil {
 			return err
 		}
 	}
