@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -86,9 +87,15 @@ type Health struct {
 }
 
 // Health reads the request count, 5xx count and p99 latency of one version
-// of a Service (destination_version is the pod's version label).
-func (p *Prometheus) Health(ctx context.Context, ns, service, version string, window time.Duration, at time.Time) (Health, error) {
-	sel := fmt.Sprintf(`reporter="destination", destination_service_namespace=%q, destination_service_name=%q, destination_version=%q`, ns, service, version)
+// of a Service (destination_version is the pod's version label), reported
+// under any of the Service names given (a Gateway API canary's requests
+// carry the name of the per-version Service they were sent to).
+func (p *Prometheus) Health(ctx context.Context, ns string, services []string, version string, window time.Duration, at time.Time) (Health, error) {
+	quoted := make([]string, len(services))
+	for i, s := range services {
+		quoted[i] = regexp.QuoteMeta(s)
+	}
+	sel := fmt.Sprintf(`reporter="destination", destination_service_namespace=%q, destination_service_name=~%q, destination_version=%q`, ns, strings.Join(quoted, "|"), version)
 	w := model.Duration(window).String()
 	var h Health
 	for _, q := range []struct {

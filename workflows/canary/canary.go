@@ -14,11 +14,13 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
@@ -40,13 +42,30 @@ type State struct {
 	VersionLabel string `json:"versionLabel"`
 	Stable       string `json:"stable"`
 	Canary       string `json:"canary"`
-	StableSubset string `json:"stableSubset"`
-	CanarySubset string `json:"canarySubset"`
+	StableSubset string `json:"stableSubset,omitempty"`
+	CanarySubset string `json:"canarySubset,omitempty"`
 	Weight       int    `json:"weight"`
 	Steps        []int  `json:"steps"`
 	Header       string `json:"header,omitempty"`
 	Mirror       int    `json:"mirror,omitempty"`
 	Route        string `json:"route"`
+	// Gateway API canaries (api "gateway") split between per-version
+	// Services instead of subsets.
+	API           string `json:"api,omitempty"`
+	StableService string `json:"stableService,omitempty"`
+	CanaryService string `json:"canaryService,omitempty"`
+}
+
+// gateway reports a canary routed by an HTTPRoute.
+func (s *State) gateway() bool { return s.API == APIGateway }
+
+// backends are the names the routes use for the two versions: subsets, or
+// per-version Services.
+func (s *State) backends() (stable, canary string) {
+	if s.gateway() {
+		return s.StableService, s.CanaryService
+	}
+	return s.StableSubset, s.CanarySubset
 }
 
 // Group is `kubectl mesh canary`.
@@ -87,10 +106,48 @@ func (Group) Workflows() []pipeline.Workflow {
 type target struct {
 	Namespace, Service string
 	Selector           map[string]string
+	Ports              []corev1.ServicePort
 	Versions           map[string]int // version label value → pods
 	Unlabelled         int
 	DR, VS             *unstructured.Unstructured // nil when there is none
-	State              *State                     // nil when no canary is in progress
+	// HR is the HTTPRoute that routes the Service (nil when none); HRs are
+	// several that could, for start to choose from (--route).
+	HR         *unstructured.Unstructured
+	HRs        []*unstructured.Unstructured
+	GatewayAPI bool                       // the cluster serves HTTPRoutes
+	Services   map[string]*corev1.Service // the namespace's Services
+	State      *State                     // nil when no canary is in progress
+}
+
+// gateway reports that the Gateway API routes the Service.
+func (t *target) gateway() bool { return t.HR != nil }
+
+// routeObject is the object that carries the routes and the state.
+func (t *target) routeObject() *unstructured.Unstructured {
+	if t.gateway() {
+		return t.HR
+	}
+	return t.VS
+}
+
+// isBackend reports whether a Service name stands for the Service: itself,
+// or a per-version Service of it.
+func (t *target) isBackend(name string) bool {
+	if name == "" {
+		return false
+	}
+	if name == t.Service {
+		return true
+	}
+	if svc := t.Services[name]; svc != nil && svc.Labels[LabelVersionOf] == t.Service {
+		return true
+	}
+	for v := range t.Versions {
+		if n, err := versionServiceName(t.Service, v); err == nil && n == name {
+			return true
+		}
+	}
+	return false
 }
 
 // fqdn of the Service.
@@ -145,16 +202,22 @@ func (o *common) load(ctx context.Context, c *cli.Context, args []string) error 
 	if err != nil {
 		return err
 	}
-	svc, err := cl.Kube.CoreV1().Services(ns).Get(ctx, o.Service, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
+	svcs, err := cl.Kube.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("listing services: %w", err)
+	}
+	services := map[string]*corev1.Service{}
+	for i := range svcs.Items {
+		services[svcs.Items[i].Name] = &svcs.Items[i]
+	}
+	svc := services[o.Service]
+	if svc == nil {
 		return exitcode.Usagef("service %q not found in namespace %s", o.Service, ns)
-	} else if err != nil {
-		return err
 	}
 	if len(svc.Spec.Selector) == 0 {
 		return exitcode.Usagef("service %s has no selector: a canary splits the pods it selects", o.Service)
 	}
-	t := &target{Namespace: ns, Service: o.Service, Selector: svc.Spec.Selector, Versions: map[string]int{}}
+	t := &target{Namespace: ns, Service: o.Service, Selector: svc.Spec.Selector, Ports: svc.Spec.Ports, Versions: map[string]int{}, Services: services}
 	pods, err := cl.Metadata.Resource(schema.GroupVersionResource{Version: "v1", Resource: "pods"}).Namespace(ns).List(ctx,
 		metav1.ListOptions{LabelSelector: labels.SelectorFromSet(svc.Spec.Selector).String()})
 	if err != nil {
@@ -207,24 +270,65 @@ func (o *common) load(ctx context.Context, c *cli.Context, args []string) error 
 				len(found), kind.gvr.Resource, o.Service, strings.Join(found, ", "))
 		}
 	}
+	if err := loadHTTPRoutes(ctx, cl.Dynamic, t); err != nil {
+		return err
+	}
 	o.t = t
 	return parseState(o)
 }
 
-// parseState reads the canary's state from the VirtualService, if any.
+// loadHTTPRoutes finds the HTTPRoutes that route the Service: attached to
+// it (mesh) or to a Gateway, with a rule sending to it or to one of its
+// version Services. A cluster without the Gateway API has none.
+func loadHTTPRoutes(ctx context.Context, dyn dynamic.Interface, t *target) error {
+	list, err := dyn.Resource(mesh.HTTPRoutes).Namespace(t.Namespace).List(ctx, metav1.ListOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("listing httproutes: %w", err)
+	}
+	t.GatewayAPI = true
+	var withState *unstructured.Unstructured
+	for i := range list.Items {
+		hr := &list.Items[i]
+		if attached(hr, t.Service) && routesTo(hr, t.isBackend) {
+			t.HRs = append(t.HRs, hr)
+			var st State
+			if json.Unmarshal([]byte(hr.GetAnnotations()[AnnotationState]), &st) == nil && st.Service == t.Service {
+				withState = hr
+			}
+		}
+	}
+	if len(t.HRs) > 0 && t.VS != nil {
+		return exitcode.Usagef("both VirtualService %s and HTTPRoute %s route service %s: Istio does not support mixing the two APIs for one workload; keep one, then start the canary",
+			t.VS.GetName(), t.HRs[0].GetName(), t.Service)
+	}
+	switch {
+	case withState != nil:
+		t.HR, t.HRs = withState, nil
+	case len(t.HRs) == 1:
+		t.HR, t.HRs = t.HRs[0], nil
+	}
+	return nil
+}
+
+// parseState reads the canary's state from the VirtualService or
+// HTTPRoute, if any.
 func parseState(o *common) error {
 	t := o.t
 	t.State = nil
-	if t.VS == nil {
+	obj := t.routeObject()
+	if obj == nil {
 		return nil
 	}
-	raw := t.VS.GetAnnotations()[AnnotationState]
+	raw := obj.GetAnnotations()[AnnotationState]
 	if raw == "" {
 		return nil
 	}
 	t.State = &State{}
-	if err := json.Unmarshal([]byte(raw), t.State); err != nil || t.State.StableSubset == "" || t.State.CanarySubset == "" {
-		return exitcode.New(exitcode.DataErr, fmt.Errorf("VirtualService %s has an unreadable %s annotation: fix or remove it", t.VS.GetName(), AnnotationState))
+	err := json.Unmarshal([]byte(raw), t.State)
+	if stable, canary := t.State.backends(); err != nil || stable == "" || canary == "" || t.gateway() != t.State.gateway() {
+		return exitcode.New(exitcode.DataErr, fmt.Errorf("%s %s has an unreadable %s annotation: fix or remove it", obj.GetKind(), obj.GetName(), AnnotationState))
 	}
 	return nil
 }

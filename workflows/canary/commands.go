@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
@@ -28,8 +29,11 @@ type start struct {
 	Header         string
 	Mirror         int
 	Steps          string
+	API            string
+	Route, Rule    string
 
 	cmd                     *cobra.Command
+	rule                    int // index of the HTTPRoute rule that carries the split, -1 for a new one
 	steps                   []int
 	headerName, headerValue string
 }
@@ -42,7 +46,8 @@ func (o *start) Command() *cobra.Command {
 		Short: "Start a canary: subsets for both versions and a weighted (or header) route",
 		Example: `  kubectl mesh canary start -n bookinfo reviews --stable v1 --canary v2 --weight 10
   kubectl mesh canary start -n bookinfo reviews --stable v1 --canary v3 --weight 0 --header x-canary=true
-  kubectl mesh canary start -n bookinfo reviews --stable v1 --canary v2 --weight 0 --mirror 20`,
+  kubectl mesh canary start -n bookinfo reviews --stable v1 --canary v2 --weight 0 --mirror 20
+  kubectl mesh canary start -n bookinfo reviews --stable v1 --canary v2 --api gateway --rule reviews-default`,
 	}
 	f := cmd.Flags()
 	o.addFlags(f)
@@ -52,6 +57,9 @@ func (o *start) Command() *cobra.Command {
 	f.StringVar(&o.Header, "header", "", "Send requests with this header to the canary: NAME=VALUE (exact match)")
 	f.IntVar(&o.Mirror, "mirror", 0, "Mirror this percentage of traffic to the canary, 0–100")
 	f.StringVar(&o.Steps, "steps", o.Steps, "Weights canary step walks through, increasing, ending at 100")
+	f.StringVar(&o.API, "api", "", "Routing API when nothing routes the Service yet: istio (VirtualService) or gateway (HTTPRoute); asked on a terminal, default istio")
+	f.StringVar(&o.Route, "route", "", "HTTPRoute to use when several route the Service")
+	f.StringVar(&o.Rule, "rule", "", "HTTPRoute rule (name, or number from 1) that carries the split when several send to the Service")
 	o.cmd = cmd
 	return cmd
 }
@@ -109,6 +117,9 @@ func (o *start) Complete(ctx context.Context, c *cli.Context, args []string) err
 	if s := o.t.State; s != nil {
 		return exitcode.Usagef("a canary of %s is in progress for %s at %d%%: step, promote or abort it first", s.Canary, o.Service, s.Weight)
 	}
+	if err := o.chooseRoute(c); err != nil {
+		return err
+	}
 	versions := strings.Split(versionList(o.t.Versions), ", ")
 	ask := func(dst *string, q string) error {
 		if *dst != "" {
@@ -164,8 +175,98 @@ func (o *start) Complete(ctx context.Context, c *cli.Context, args []string) err
 	return nil
 }
 
+// chooseRoute settles which API, HTTPRoute and rule the canary uses:
+// what already routes the Service decides, else --api (asked on a
+// terminal when the cluster serves the Gateway API).
+func (o *start) chooseRoute(c *cli.Context) error {
+	t := o.t
+	o.rule = -1
+	if len(t.HRs) > 1 || o.Route != "" {
+		candidates := t.HRs
+		if t.HR != nil {
+			candidates = []*unstructured.Unstructured{t.HR}
+		}
+		var names []string
+		for _, hr := range candidates {
+			names = append(names, hr.GetName())
+		}
+		switch {
+		case o.Route != "":
+		case c.CanPrompt():
+			r, err := c.Prompter.Select("Several HTTPRoutes route "+o.Service+"; the one to split:", names, names[0])
+			if err != nil {
+				return err
+			}
+			o.Route = r
+		default:
+			return exitcode.Usagef("HTTPRoutes %s route service %s: name the one to split with --route", strings.Join(names, ", "), o.Service)
+		}
+		i := slices.Index(names, o.Route)
+		if i < 0 {
+			found := "none does"
+			if len(names) > 0 {
+				found = "found: " + strings.Join(names, ", ")
+			}
+			return exitcode.Usagef("--route %s: no HTTPRoute of that name routes service %s (%s)", o.Route, o.Service, found)
+		}
+		t.HR, t.HRs = candidates[i], nil
+	}
+	switch {
+	case t.HR != nil && o.API == APIIstio:
+		return exitcode.Usagef("HTTPRoute %s routes service %s: a VirtualService beside it would mix the two APIs, which Istio does not support; leave out --api istio", t.HR.GetName(), o.Service)
+	case t.VS != nil && o.API == APIGateway:
+		return exitcode.Usagef("VirtualService %s routes service %s: an HTTPRoute beside it would mix the two APIs, which Istio does not support; leave out --api gateway", t.VS.GetName(), o.Service)
+	case t.HR != nil:
+		o.API = APIGateway
+	case t.VS != nil:
+		o.API = APIIstio
+	case o.API == "" && c.CanPrompt() && t.GatewayAPI:
+		a, err := c.Prompter.Select("Nothing routes "+o.Service+" yet; route the canary with:", []string{APIIstio, APIGateway}, APIIstio)
+		if err != nil {
+			return err
+		}
+		o.API = a
+	case o.API == "":
+		o.API = APIIstio
+	}
+	if o.API == APIGateway && !t.GatewayAPI {
+		return exitcode.Usagef("the cluster serves no HTTPRoutes: install the Gateway API CRDs (kubectl mesh install --gateway-api) or use --api istio")
+	}
+	if t.HR == nil {
+		return nil
+	}
+	rs := hrRules(t.HR)
+	carrying := carriers(rs, t.Namespace, t.isBackend)
+	var names []string
+	for _, i := range carrying {
+		names = append(names, hrRuleName(rs[i], i))
+	}
+	switch {
+	case len(carrying) == 1 && o.Rule == "":
+		o.rule = carrying[0]
+		return nil
+	case o.Rule != "":
+	case c.CanPrompt():
+		r, err := c.Prompter.Select(fmt.Sprintf("Several rules of HTTPRoute %s send to %s; the one that carries the split:", t.HR.GetName(), o.Service), names, names[0])
+		if err != nil {
+			return err
+		}
+		o.Rule = r
+	default:
+		return exitcode.Usagef("rules %s of HTTPRoute %s send to service %s: name the one that carries the split with --rule", strings.Join(names, ", "), t.HR.GetName(), o.Service)
+	}
+	if i := ruleIndex(rs, o.Rule); slices.Contains(carrying, i) {
+		o.rule = i
+		return nil
+	}
+	return exitcode.Usagef("--rule %s: no rule of HTTPRoute %s of that name (or number) sends to service %s (rules that do: %s)", o.Rule, t.HR.GetName(), o.Service, strings.Join(names, ", "))
+}
+
 // syntax checks the flags that need no cluster.
 func (o *start) syntax() error {
+	if o.API != "" && o.API != APIIstio && o.API != APIGateway {
+		return fmt.Errorf("invalid --api %q: use istio (VirtualService) or gateway (HTTPRoute)", o.API)
+	}
 	if err := percent("--weight", o.Weight); err != nil {
 		return err
 	}
@@ -212,11 +313,15 @@ func (o *start) Plan(_ context.Context, _ *cli.Context) (*pipeline.Plan, error) 
 	return p, nil
 }
 
-// build is the pure part of start: subsets first, then routes.
+// build is the pure part of start: subsets (or version Services) first,
+// then routes.
 func (o *start) build() (*pipeline.Plan, error) {
 	t := o.t
 	s := &State{Service: o.Service, VersionLabel: o.VersionLabel, Stable: o.Stable, Canary: o.Canary, Weight: o.Weight,
 		Steps: o.steps, Header: o.Header, Mirror: o.Mirror}
+	if o.API == APIGateway {
+		return o.buildGateway(s)
+	}
 	var dr, vs *unstructured.Unstructured
 	if t.DR != nil {
 		dr = pipeline.Edit(t.DR)
@@ -265,6 +370,76 @@ func (o *start) build() (*pipeline.Plan, error) {
 	return plan, nil
 }
 
+// buildGateway plans a Gateway API canary: the version Services, then the
+// HTTPRoute (the team's, or a new one attached to the Service for the mesh).
+func (o *start) buildGateway(s *State) (*pipeline.Plan, error) {
+	t := o.t
+	s.API = APIGateway
+	var services []pipeline.Change
+	for _, v := range []struct {
+		version string
+		into    *string
+	}{{o.Stable, &s.StableService}, {o.Canary, &s.CanaryService}} {
+		name, err := versionServiceName(o.Service, v.version)
+		if err != nil {
+			return nil, err
+		}
+		*v.into = name
+		want := versionService(t, o.VersionLabel, v.version, name)
+		switch existing := t.Services[name]; {
+		case existing == nil:
+			services = append(services, pipeline.Change{Op: pipeline.Apply, Object: want})
+		case selects(existing, t, o.VersionLabel, v.version):
+			// the team's own version Service, or ours from an earlier canary
+		case existing.Labels[LabelVersionOf] == o.Service:
+			services = append(services, pipeline.Change{Op: pipeline.Apply, Object: want}) // ours, out of date
+		default:
+			return nil, fmt.Errorf("service %s already exists and selects %s, not the %s=%s pods of %s: rename or delete it, then start the canary",
+				name, labels.SelectorFromSet(existing.Spec.Selector), o.VersionLabel, v.version, o.Service)
+		}
+	}
+	var hr *unstructured.Unstructured
+	var rule map[string]any
+	if t.HR != nil {
+		hr = pipeline.Edit(t.HR)
+		rule = hrRules(hr)[o.rule]
+	} else {
+		hr = manifest.New("gateway.networking.k8s.io/v1", "HTTPRoute", t.Namespace, o.Service)
+		_ = unstructured.SetNestedSlice(hr.Object, []any{map[string]any{"group": "", "kind": "Service", "name": o.Service}}, "spec", "parentRefs")
+	}
+	port := backendPort(t, rule)
+	s.Route = applyGatewayRouting(hr, o.rule, port, routingFor(t, s))
+	setState(hr, s)
+	plan := &pipeline.Plan{
+		Title: fmt.Sprintf("canary %s → %s for %s at %d%% (HTTPRoute %s)", o.Stable, o.Canary, o.Service, o.Weight, hr.GetName()),
+		Notes: []string{"the version Services exist before the HTTPRoute sends to them (make before break)"},
+	}
+	if len(services) > 0 {
+		plan.Phases = append(plan.Phases, pipeline.Phase{Name: "version services", Changes: services})
+	}
+	plan.Phases = append(plan.Phases, pipeline.Phase{Name: "routes", Changes: []pipeline.Change{change(hr, t.HR != nil)}})
+	plan.Checks = gatewayChecks(t, s)
+	plan.Notes = append(plan.Notes, argoNote(t)...)
+	plan.Result = func(w io.Writer) { printState(w, t, s) }
+	return plan, nil
+}
+
+// gatewayChecks: a DestinationRule for the Service's host does not apply to
+// the version Services the HTTPRoute now sends to.
+func gatewayChecks(t *target, s *State) []pipeline.Check {
+	if t.DR == nil {
+		return nil
+	}
+	if _, has, _ := unstructured.NestedMap(t.DR.Object, "spec", "trafficPolicy"); !has {
+		return nil
+	}
+	return []pipeline.Check{{ID: CheckPolicyNotApplied, Severity: pipeline.Warning, Objects: []string{pipeline.Ref(t.DR)},
+		Message: fmt.Sprintf("the traffic policy of DestinationRule %s applies to host %s only: requests the HTTPRoute sends to services %s and %s go without it (connection pool, outlier detection, load balancer)",
+			t.DR.GetName(), t.Service, s.StableService, s.CanaryService),
+		Hint: "give the version Services DestinationRules with the same trafficPolicy, or accept with --accept " + CheckPolicyNotApplied,
+		URL:  "https://istio.io/latest/docs/reference/config/networking/destination-rule/"}}
+}
+
 // routeChecks are our checks on the planned objects; Istio's analyzers
 // (IST0101 unknown subset, IST0109, IST0173…) run on them in the engine.
 func routeChecks(dr, vs *unstructured.Unstructured) []pipeline.Check {
@@ -282,14 +457,19 @@ func routeChecks(dr, vs *unstructured.Unstructured) []pipeline.Check {
 	return out
 }
 
-// argoNote warns GitOps users whose VirtualService Argo CD tracks.
+// argoNote warns GitOps users whose route Argo CD tracks.
 func argoNote(t *target) []string {
-	if t.VS == nil {
+	obj := t.routeObject()
+	if obj == nil {
 		return nil
 	}
-	_, tracked := t.VS.GetAnnotations()["argocd.argoproj.io/tracking-id"]
-	if t.VS.GetLabels()["app.kubernetes.io/instance"] != "" || tracked {
-		return []string{fmt.Sprintf("Argo CD tracks VirtualService %s: add ignoreDifferences for /spec/http (or commit the plan from -o yaml) or a sync will undo the weights", t.VS.GetName())}
+	_, tracked := obj.GetAnnotations()["argocd.argoproj.io/tracking-id"]
+	if obj.GetLabels()["app.kubernetes.io/instance"] != "" || tracked {
+		path := "/spec/http"
+		if t.gateway() {
+			path = "/spec/rules"
+		}
+		return []string{fmt.Sprintf("Argo CD tracks %s %s: add ignoreDifferences for %s (or commit the plan from -o yaml) or a sync will undo the weights", obj.GetKind(), obj.GetName(), path)}
 	}
 	return nil
 }
@@ -411,15 +591,13 @@ func (o *step) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, error)
 		}
 		checks = v.checks()
 	}
-	vs := pipeline.Edit(o.t.VS)
 	s.Weight = next
-	rt := routingFor(o.t, s)
-	applyRouting(vs, s.Route, o.t.hostMatches, rt)
-	setState(vs, s)
+	routes := reroute(o.t, s)
+	setState(routes, s)
 	plan := &pipeline.Plan{
 		Title:  fmt.Sprintf("canary %s for %s: %d%%", s.Canary, o.Service, next),
-		Phases: []pipeline.Phase{{Name: "routes", Changes: []pipeline.Change{change(vs, true)}}},
-		Checks: append(checks, routeChecks(o.t.DR, vs)...),
+		Phases: []pipeline.Phase{{Name: "routes", Changes: []pipeline.Change{change(routes, true)}}},
+		Checks: append(checks, o.t.checks(routes, s)...),
 		Notes:  argoNote(o.t),
 	}
 	t := o.t
@@ -429,11 +607,52 @@ func (o *step) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, error)
 
 // routingFor is the routing a state describes.
 func routingFor(t *target, s *State) routing {
-	rt := routing{Host: t.host(), Stable: s.StableSubset, Canary: s.CanarySubset, Weight: s.Weight, Mirror: s.Mirror}
+	stable, canary := s.backends()
+	rt := routing{Host: t.host(), Stable: stable, Canary: canary, Weight: s.Weight, Mirror: s.Mirror}
 	if s.Header != "" {
 		rt.HeaderName, rt.HeaderIs, _ = parseHeader(s.Header)
 	}
 	return rt
+}
+
+// reroute returns the route object (VirtualService or HTTPRoute) rewritten
+// for s, with s as its state.
+func reroute(t *target, s *State) *unstructured.Unstructured {
+	return rerouteWith(t, s, routingFor(t, s))
+}
+
+func rerouteWith(t *target, s *State, rt routing) *unstructured.Unstructured {
+	if t.gateway() {
+		hr := pipeline.Edit(t.HR)
+		i := stateRule(hr, s)
+		var rule map[string]any
+		if i >= 0 {
+			rule = hrRules(hr)[i]
+		}
+		applyGatewayRouting(hr, i, backendPort(t, rule), rt)
+		return hr
+	}
+	vs := pipeline.Edit(t.VS)
+	applyRouting(vs, s.Route, t.hostMatches, rt)
+	return vs
+}
+
+// stateRule is the rule of hr that carries the canary's split: the one
+// sending to its version Services (-1 if someone removed it).
+func stateRule(hr *unstructured.Unstructured, s *State) int {
+	c := carriers(hrRules(hr), hr.GetNamespace(), func(n string) bool { return n == s.StableService || n == s.CanaryService })
+	if len(c) == 0 {
+		return -1
+	}
+	return c[0]
+}
+
+// checks are our checks on a planned route object.
+func (t *target) checks(routes *unstructured.Unstructured, s *State) []pipeline.Check {
+	if routes.GetKind() == "HTTPRoute" {
+		return gatewayChecks(t, s)
+	}
+	return routeChecks(t.DR, routes)
 }
 
 // Next implements pipeline.Sequence: with --auto, pause, re-read and step again.
@@ -489,19 +708,23 @@ func (o *promote) Plan(context.Context, *cli.Context) (*pipeline.Plan, error) {
 		return nil, err
 	}
 	if !o.Cleanup {
-		vs := pipeline.Edit(o.t.VS)
 		s.Weight, s.Header, s.Mirror = 100, "", 0
-		applyRouting(vs, s.Route, o.t.hostMatches, routingFor(o.t, s))
-		setState(vs, s)
+		routes := reroute(o.t, s)
+		setState(routes, s)
 		t := o.t
+		what := "subset"
+		if s.gateway() {
+			what = "Service " + s.StableService
+		}
 		return &pipeline.Plan{
 			Title:  fmt.Sprintf("promote %s for %s: 100%%", s.Canary, o.Service),
-			Phases: []pipeline.Phase{{Name: "routes", Changes: []pipeline.Change{change(vs, true)}}},
-			Notes:  []string{fmt.Sprintf("the stable subset stays so a rollback is one step; finish with kubectl mesh canary promote -n %s %s --cleanup", o.t.Namespace, o.Service)},
+			Phases: []pipeline.Phase{{Name: "routes", Changes: []pipeline.Change{change(routes, true)}}},
+			Notes:  []string{fmt.Sprintf("the stable %s stays so a rollback is one step; finish with kubectl mesh canary promote -n %s %s --cleanup", what, o.t.Namespace, o.Service)},
 			Result: func(w io.Writer) { printState(w, t, s) },
 		}, nil
 	}
-	return finish(o.t, s, s.CanarySubset, s.StableSubset, fmt.Sprintf("promote %s for %s and end the canary", s.Canary, o.Service))
+	stable, canary := s.backends()
+	return finish(o.t, s, canary, stable, fmt.Sprintf("promote %s for %s and end the canary", s.Canary, o.Service))
 }
 
 type abort struct{ common }
@@ -533,30 +756,42 @@ func (o *abort) Plan(context.Context, *cli.Context) (*pipeline.Plan, error) {
 }
 
 func abortPlan(t *target, s *State) (*pipeline.Plan, error) {
-	return finish(t, s, s.StableSubset, s.CanarySubset, fmt.Sprintf("abort the canary of %s for %s", s.Canary, t.Service))
+	stable, canary := s.backends()
+	return finish(t, s, stable, canary, fmt.Sprintf("abort the canary of %s for %s", s.Canary, t.Service))
 }
 
 // finish ends the canary: the primary route goes to keep alone, header and
-// mirror routes go, then (break after make) the subset drop is removed if
-// the canary added it and no route uses it any more. The VirtualService
-// stays even if the canary created it: without it traffic would spread
-// over every version again.
+// mirror routes go, then (break after make) the subset or version Service
+// drop is removed if the canary added it and no route uses it any more.
+// The VirtualService or HTTPRoute stays even if the canary created it:
+// without it traffic would spread over every version again.
 func finish(t *target, s *State, keep, drop, title string) (*pipeline.Plan, error) {
-	vs := pipeline.Edit(t.VS)
-	rt := routing{Host: t.host(), Stable: keep, Weight: -1}
-	applyRouting(vs, s.Route, t.hostMatches, rt)
-	setState(vs, nil)
-	plan := &pipeline.Plan{Title: title, Phases: []pipeline.Phase{{Name: "routes", Changes: []pipeline.Change{change(vs, true)}}}}
-	if added := addedSubsets(t.DR); slices.Contains(added, drop) && !slices.Contains(referencedSubsets(vs, t.hostMatches), drop) {
-		dr := pipeline.Edit(t.DR)
-		removeSubset(dr, drop)
-		setAddedSubsets(dr, slices.DeleteFunc(added, func(n string) bool { return n == drop }))
-		plan.Phases = append(plan.Phases, pipeline.Phase{Name: "subsets", Changes: []pipeline.Change{change(dr, true)}})
-		plan.Notes = append(plan.Notes, fmt.Sprintf("subset %s is removed after the routes stop using it", drop))
+	routes := rerouteWith(t, s, routing{Host: t.host(), Stable: keep, Canary: drop, Weight: -1})
+	setState(routes, nil)
+	plan := &pipeline.Plan{Title: title, Phases: []pipeline.Phase{{Name: "routes", Changes: []pipeline.Change{change(routes, true)}}}}
+	if t.gateway() {
+		if svc := t.Services[drop]; svc != nil && svc.Labels[LabelVersionOf] == t.Service && !slices.Contains(referencedServices(routes), drop) {
+			plan.Phases = append(plan.Phases, pipeline.Phase{Name: "version services", Changes: []pipeline.Change{
+				{Op: pipeline.Delete, Object: manifest.New("v1", "Service", t.Namespace, drop)}}})
+			plan.Notes = append(plan.Notes, fmt.Sprintf("service %s is deleted after the routes stop sending to it", drop))
+		}
+		plan.Checks = gatewayChecks(t, s)
+	} else {
+		if added := addedSubsets(t.DR); slices.Contains(added, drop) && !slices.Contains(referencedSubsets(routes, t.hostMatches), drop) {
+			dr := pipeline.Edit(t.DR)
+			removeSubset(dr, drop)
+			setAddedSubsets(dr, slices.DeleteFunc(added, func(n string) bool { return n == drop }))
+			plan.Phases = append(plan.Phases, pipeline.Phase{Name: "subsets", Changes: []pipeline.Change{change(dr, true)}})
+			plan.Notes = append(plan.Notes, fmt.Sprintf("subset %s is removed after the routes stop using it", drop))
+		}
+		plan.Checks = routeChecks(t.DR, routes)
 	}
-	plan.Checks = routeChecks(t.DR, vs)
+	what := "subset"
+	if t.gateway() {
+		what = "service"
+	}
 	plan.Result = func(w io.Writer) {
-		fmt.Fprintf(w, "canary of %s/%s ended: all traffic to subset %s\n", t.Namespace, t.Service, keep)
+		fmt.Fprintf(w, "canary of %s/%s ended: all traffic to %s %s\n", t.Namespace, t.Service, what, keep)
 	}
 	return plan, nil
 }
@@ -598,7 +833,10 @@ func (o *status) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, erro
 	}
 	w := c.Streams.Out
 	printState(w, o.t, s)
-	if o.t.DR != nil {
+	switch {
+	case s.gateway():
+		fmt.Fprintf(w, "  HTTPRoute %s, rule %q; services %s (stable), %s (canary)\n", o.t.HR.GetName(), s.Route, s.StableService, s.CanaryService)
+	case o.t.DR != nil:
 		fmt.Fprintf(w, "  VirtualService %s, route %q; DestinationRule %s, subsets %s\n", o.t.VS.GetName(), s.Route, o.t.DR.GetName(), strings.Join(subsetNames(o.t.DR), ", "))
 	}
 	if o.Skip {

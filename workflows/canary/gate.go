@@ -20,6 +20,9 @@ const (
 	CheckWeights      = "CANARY-WEIGHTS"
 	CheckSticky       = "CANARY-STICKY-SESSIONS"
 	CheckGateSkipped  = "CANARY-GATE-SKIPPED"
+	// CheckPolicyNotApplied: a DestinationRule's policy does not follow
+	// traffic to the per-version Services of a Gateway API canary.
+	CheckPolicyNotApplied = "CANARY-POLICY-NOT-APPLIED"
 )
 
 // gate holds the metric gate's flags.
@@ -93,7 +96,12 @@ func (g *gate) evaluate(ctx context.Context, c *cli.Context, t *target, s *State
 		}
 		return nil, exitcode.New(exitcode.Unavailable, fmt.Errorf("no Prometheus found for the canary gate: pass --prometheus-url URL, or --skip-gate to step without metrics"))
 	}
-	h, err := prom.Health(ctx, t.Namespace, t.Service, s.Canary, g.interval, c.Now())
+	// A Gateway API canary's requests are reported for its version Service.
+	services := []string{t.Service}
+	if s.gateway() {
+		services = append(services, s.CanaryService)
+	}
+	h, err := prom.Health(ctx, t.Namespace, services, s.Canary, g.interval, c.Now())
 	if err != nil {
 		return nil, err
 	}

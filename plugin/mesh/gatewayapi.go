@@ -1,0 +1,59 @@
+package mesh
+
+import (
+	"embed"
+	"io/fs"
+	"path"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/manifest"
+)
+
+// HTTPRoutes is the Gateway API route kind canaries read and write.
+var HTTPRoutes = schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"}
+
+// Annotations the Gateway API puts on its CRDs.
+const (
+	AnnotationGatewayAPIVersion = "gateway.networking.k8s.io/bundle-version"
+	AnnotationGatewayAPIChannel = "gateway.networking.k8s.io/channel"
+)
+
+// gatewayAPI holds the standard-channel CRDs of the sigs.k8s.io/gateway-api
+// version go.mod pins (copied by hack/gateway-api-crds.sh: the module is
+// not embeddable from here). Istio implements the Gateway API but does not
+// ship its CRDs, so install offers these.
+//
+//go:embed gatewayapi/*.yaml
+var gatewayAPI embed.FS
+
+// GatewayAPICRDs are the embedded Gateway API CRDs, standard channel.
+func GatewayAPICRDs() ([]*unstructured.Unstructured, error) {
+	files, err := fs.Glob(gatewayAPI, "gatewayapi/*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	var out []*unstructured.Unstructured
+	for _, f := range files {
+		raw, err := gatewayAPI.ReadFile(path.Clean(f))
+		if err != nil {
+			return nil, err
+		}
+		objs, err := manifest.Decode(raw)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, objs...)
+	}
+	return out, nil
+}
+
+// GatewayAPIVersion is the bundle version of the embedded CRDs.
+func GatewayAPIVersion() string {
+	crds, err := GatewayAPICRDs()
+	if err != nil || len(crds) == 0 {
+		return ""
+	}
+	return crds[0].GetAnnotations()[AnnotationGatewayAPIVersion]
+}
