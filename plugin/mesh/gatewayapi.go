@@ -7,6 +7,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/version"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/manifest"
 )
@@ -56,4 +57,12 @@ func GatewayAPIVersion() string {
 		return ""
 	}
 	return crds[0].GetAnnotations()[AnnotationGatewayAPIVersion]
+}
+
+// NewerGatewayAPI reports whether bundle version v is newer than the
+// embedded CRDs' (unparsable is not newer).
+func NewerGatewayAPI(v string) bool {
+	have, errA := version.ParseSemantic(v)
+	ours, errB := version.ParseSemantic(GatewayAPIVersion())
+	return errA == nil && errB == nil && ours.LessThan(have)
 }

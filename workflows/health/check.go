@@ -198,6 +198,7 @@ func (o *Check) run(ctx context.Context, c *cli.Context, ns string, progress ste
 		return rep, nil
 	}
 	checkCRDs(rep, s)
+	checkGatewayAPI(rep, s)
 	checkControlPlane(rep, s, c.Engine.IstioNamespace)
 	checkWebhooks(rep, s)
 	checkNamespaces(rep, s, ns)

@@ -221,3 +221,39 @@ func TestCRDsOfAnotherRelease(t *testing.T) {
 		t.Fatalf("CRDs compared against another release: %+v", rep.Results)
 	}
 }
+
+func TestGatewayAPIVersion(t *testing.T) {
+	ours := mesh.GatewayAPIVersion()
+	all := func(v, ch string) map[string][2]string {
+		out := map[string][2]string{}
+		for _, k := range []string{"gateways", "httproutes", "grpcroutes", "tlsroutes", "tcproutes"} {
+			out[k+".gateway.networking.k8s.io"] = [2]string{v, ch}
+		}
+		return out
+	}
+	mixed := all(ours, "standard")
+	mixed["gateways.gateway.networking.k8s.io"] = [2]string{"v1.5.1", "standard"}
+	noRoutes := all(ours, "standard")
+	delete(noRoutes, "httproutes.gateway.networking.k8s.io")
+	cases := []struct {
+		crds           map[string][2]string
+		status, substr string
+	}{
+		{nil, OK, "Gateway API CRDs are not installed"},
+		{all(ours, "standard"), OK, "Gateway API CRDs " + ours + " (standard channel) are supported by Istio 1.31"},
+		{all(ours, "experimental"), OK, "(experimental channel)"},
+		{all("v1.4.0", "standard"), Fail, "tcproutes.gateway.networking.k8s.io v1.4.0 (needs v1.6.0)"},
+		{all("v9.1.0", "standard"), Warn, "v9.1.0 is newer than " + ours},
+		{mixed, Warn, "v1.5.1: gateways"},
+		{noRoutes, Warn, "httproutes.gateway.networking.k8s.io is missing"},
+	}
+	for _, tc := range cases {
+		s := healthy()
+		s.GatewayCRDs = tc.crds
+		rep := &Report{}
+		checkGatewayAPI(rep, s)
+		if len(rep.Results) != 1 || !find(rep, tc.status, tc.substr) {
+			t.Errorf("%v: want %s %q, got %+v", tc.crds, tc.status, tc.substr, rep.Results)
+		}
+	}
+}

@@ -30,6 +30,8 @@ type cluster struct {
 	Version     string
 	IstioCRDs   []string
 	ShippedCRDs []string // the CRDs of the Istio release this binary embeds
+	// GatewayCRDs are the Gateway API CRDs by name: bundle version and channel.
+	GatewayCRDs map[string][2]string
 	Planes      []mesh.ControlPlane
 	Deployments []appsv1.Deployment
 	PDBs        []policyv1.PodDisruptionBudget
@@ -61,7 +63,7 @@ func read(ctx context.Context, c *cli.Context, namespace string, progress step) 
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the API server: %w", err)
 	}
-	s := &cluster{Version: sv.GitVersion, Services: map[string]bool{}}
+	s := &cluster{Version: sv.GitVersion, Services: map[string]bool{}, GatewayCRDs: map[string][2]string{}}
 	if s.ShippedCRDs, err = shippedCRDNames(); err != nil {
 		return nil, err
 	}
@@ -74,6 +76,9 @@ func read(ctx context.Context, c *cli.Context, namespace string, progress step) 
 		for _, it := range l.Items {
 			if strings.HasSuffix(it.Name, ".istio.io") {
 				s.IstioCRDs = append(s.IstioCRDs, it.Name)
+			}
+			if strings.HasSuffix(it.Name, ".gateway.networking.k8s.io") {
+				s.GatewayCRDs[it.Name] = [2]string{it.Annotations[mesh.AnnotationGatewayAPIVersion], it.Annotations[mesh.AnnotationGatewayAPIChannel]}
 			}
 		}
 		return nil

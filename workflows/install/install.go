@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
 )
 
 // Profiles offered: ours first, then Istio's.
@@ -48,9 +49,11 @@ type Options struct {
 	Explain            bool
 	Wait               bool
 	Timeout            time.Duration
+	GatewayAPI         bool
 
 	flags          *pflag.FlagSet
 	istioNamespace string
+	gatewayCRDs    map[string]gatewayCRD // installed, read by the prechecks
 }
 
 // New returns the workflow with its defaults.
@@ -95,6 +98,7 @@ cluster.`,
 	f.StringVar(&o.Tag, "tag", o.Tag, "Image tag (never empty or latest)")
 	f.StringArrayVar(&o.Sets, "set", nil, "Extra IstioOperator value, e.g. values.pilot.env.PILOT_TRACE_SAMPLING=1; repeatable")
 	f.StringArrayVarP(&o.Files, "filename", "f", nil, "IstioOperator file applied on top of the profile; repeatable")
+	f.BoolVar(&o.GatewayAPI, "gateway-api", false, "Also install the Gateway API CRDs, standard channel "+mesh.GatewayAPIVersion()+" (Istio needs them for HTTPRoute; newer ones are kept)")
 	f.BoolVar(&o.Explain, "explain", false, "Print why the production profile differs from Istio's default, then exit")
 	f.BoolVar(&o.Wait, "wait", o.Wait, "Wait for the control plane and gateways to roll out")
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "How long to wait for each rollout")
@@ -139,6 +143,10 @@ func (o *Options) Complete(_ context.Context, c *cli.Context, _ []string) error 
 		{"access-log", func() error { o.AccessLog, err = c.Prompter.Confirm("Access logs to stdout?", o.AccessLog); return err }},
 		{"outbound-policy", func() error {
 			o.OutboundPolicy, err = c.Prompter.Select("Outbound traffic policy:", outboundPolicies, o.OutboundPolicy)
+			return err
+		}},
+		{"gateway-api", func() error {
+			o.GatewayAPI, err = c.Prompter.Confirm("Install the Gateway API CRDs ("+mesh.GatewayAPIVersion()+", standard channel; Istio needs them for HTTPRoute)?", o.GatewayAPI)
 			return err
 		}},
 		{"tracing-sampling", func() error {

@@ -13,6 +13,8 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline/plantest"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/prompt"
 )
@@ -175,6 +177,7 @@ func TestCompleteAsksOnlyWhatFlagsLeftOpen(t *testing.T) {
 	m.ExpectConfirm("egress gateway", false)
 	m.ExpectConfirm("Access logs", true)
 	m.ExpectSelect("Outbound traffic policy", "REGISTRY_ONLY")
+	m.ExpectConfirm("Gateway API CRDs", true)
 	m.ExpectInput("Tracing sampling", "1")
 	m.ExpectInput("Tracing collector", "zipkin.observability:9411")
 	// --hub and --tag were given: not asked.
@@ -190,7 +193,7 @@ func TestCompleteAsksOnlyWhatFlagsLeftOpen(t *testing.T) {
 	if err := m.Verify(); err != nil {
 		t.Fatal(err)
 	}
-	if o.Revision != "1-31" || o.OutboundPolicy != "REGISTRY_ONLY" || o.TracingSampling != 1 || o.TracingAddress != "zipkin.observability:9411" || o.Tag != "1.31.1" || o.IngressServiceType != "NodePort" {
+	if o.Revision != "1-31" || !o.GatewayAPI || o.OutboundPolicy != "REGISTRY_ONLY" || o.TracingSampling != 1 || o.TracingAddress != "zipkin.observability:9411" || o.Tag != "1.31.1" || o.IngressServiceType != "NodePort" {
 		t.Fatalf("answers not applied: %+v", o)
 	}
 	if err := o.Validate(); err != nil {
@@ -250,5 +253,43 @@ func TestLeaveReplicasToHPA(t *testing.T) {
 		if hpa, other := replicas(objs); hpa != tc.hpa || other != tc.other {
 			t.Errorf("%s: autoscaled %s, other %s; want %s, %s", tc.name, hpa, other, tc.hpa, tc.other)
 		}
+	}
+}
+
+func TestGatewayAPICRDs(t *testing.T) {
+	plan := func(installed map[string]gatewayCRD) *pipeline.Plan {
+		o := New()
+		o.GatewayAPI = true
+		p := &pipeline.Plan{Phases: []pipeline.Phase{{Name: "Istio CRDs"}, {Name: "namespace"}}}
+		if err := o.addGatewayAPI(p, installed); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ours := mesh.GatewayAPIVersion()
+	p := plan(nil)
+	if len(p.Phases) != 3 || p.Phases[1].Name != "Gateway API CRDs" || len(p.Phases[1].Changes) < 5 || len(p.Checks) != 0 {
+		t.Fatalf("the CRDs come right after Istio's: %+v", p.Phases)
+	}
+	for _, c := range p.Phases[1].Changes {
+		if c.Object.GetKind() != "CustomResourceDefinition" || !strings.HasSuffix(c.Object.GetName(), ".gateway.networking.k8s.io") {
+			t.Fatalf("not a Gateway API CRD: %s", c.Object.GetName())
+		}
+	}
+	if p := plan(map[string]gatewayCRD{"httproutes.gateway.networking.k8s.io": {ours, "standard"}}); len(p.Phases[1].Changes) != len(plan(nil).Phases[1].Changes) {
+		t.Fatal("the same version is applied again (a no-op diff)")
+	}
+	p = plan(map[string]gatewayCRD{"httproutes.gateway.networking.k8s.io": {"v9.0.0", "standard"}})
+	if len(p.Phases[1].Changes) != len(plan(nil).Phases[1].Changes)-1 || !strings.Contains(strings.Join(p.Notes, "\n"), "httproutes.gateway.networking.k8s.io v9.0.0") {
+		t.Fatalf("a newer CRD must be kept and said so: %v", p.Notes)
+	}
+	p = plan(map[string]gatewayCRD{"gateways.gateway.networking.k8s.io": {"v1.2.0", "experimental"}})
+	if len(p.Checks) != 1 || p.Checks[0].ID != CheckGatewayAPIChannel || p.Checks[0].Severity != pipeline.Error {
+		t.Fatalf("an experimental channel install must block: %+v", p.Checks)
+	}
+	o := New()
+	p = &pipeline.Plan{}
+	if err := o.addGatewayAPI(p, nil); err != nil || len(p.Phases) != 0 {
+		t.Fatal("without --gateway-api nothing is planned")
 	}
 }

@@ -56,7 +56,10 @@ func (o *Options) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, err
 		}
 		plan.Notes = append(plan.Notes, "no cluster reachable: rendered without the prechecks (Kubernetes version, installed revisions and in-place vs side-by-side upgrade, leftover CRDs, webhook conflicts); run the same command against the cluster to check them")
 		leaveReplicasToHPA(objs, nil, true)
-		return plan, nil
+		return plan, o.addGatewayAPI(plan, nil)
+	}
+	if err := o.addGatewayAPI(plan, o.gatewayCRDs); err != nil {
+		return nil, err
 	}
 	var live map[string]int64
 	if !export {
@@ -307,10 +310,14 @@ func (o *Options) precheckLeftovers(ctx context.Context, kube kubernetes.Interfa
 		return err
 	}
 	var leftovers []string
+	o.gatewayCRDs = map[string]gatewayCRD{}
 	if list != nil {
 		for _, it := range list.Items {
 			if strings.HasSuffix(it.Name, ".istio.io") && !planned["CustomResourceDefinition/"+it.Name] {
 				leftovers = append(leftovers, it.Name)
+			}
+			if strings.HasSuffix(it.Name, ".gateway.networking.k8s.io") {
+				o.gatewayCRDs[it.Name] = gatewayCRD{it.Annotations[mesh.AnnotationGatewayAPIVersion], it.Annotations[mesh.AnnotationGatewayAPIChannel]}
 			}
 		}
 	}
