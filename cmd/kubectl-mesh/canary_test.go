@@ -223,6 +223,7 @@ func TestCanaryStartOnTerminal(t *testing.T) {
 	mustKubectl(t, "apply", "-f", writeFile(t, "reviews.yaml", reviewsApp(ns)))
 	mustKubectl(t, "rollout", "status", "deployment/reviews-v2", "-n", ns, "--timeout=60s")
 	screen, code := runOnTerminalSteps(t, []termStep{
+		{"route the canary with", typeKeys("\r")},            // istio: a VirtualService
 		{"Stable version", typeKeys("\r")},                   // v1
 		{"Canary version", typeKeys("\x1b[B\r")},             // v2
 		{"Initial canary weight", typeKeys("\x15" + "25\r")}, // clear the default, type 25

@@ -58,7 +58,7 @@ func runMain(m *testing.M) int {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	env, err = testenv.Start(ctx, testenv.Options{Nodes: true, IstioCRDs: true})
+	env, err = testenv.Start(ctx, testenv.Options{Nodes: true, IstioCRDs: true, GatewayAPICRDs: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

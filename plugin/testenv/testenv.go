@@ -53,6 +53,9 @@ type Options struct {
 	Nodes bool
 	// IstioCRDs installs Istio's CRDs.
 	IstioCRDs bool
+	// GatewayAPICRDs installs the Gateway API's standard CRDs (the ones
+	// kubectl mesh install --gateway-api applies).
+	GatewayAPICRDs bool
 	// ServiceAccounts turns on the ServiceAccount admission plugin, as in
 	// a real cluster: pods get their namespace's default ServiceAccount and
 	// its token volume. Istio's injector needs it (the istio-token volume
@@ -231,6 +234,16 @@ func (e *Env) start(ctx context.Context) error {
 			return err
 		}
 		e.logf("istio CRDs established after %s", time.Since(begin).Round(time.Millisecond))
+	}
+	if e.opts.GatewayAPICRDs {
+		crds, err := mesh.GatewayAPICRDs()
+		if err != nil {
+			return err
+		}
+		if err := InstallCRDs(ctx, e.Config, crds); err != nil {
+			return err
+		}
+		e.logf("gateway API CRDs established after %s", time.Since(begin).Round(time.Millisecond))
 	}
 	if e.opts.Nodes {
 		if err := e.startNodes(ctx); err != nil {
@@ -494,6 +507,11 @@ func InstallIstioCRDs(ctx context.Context, cfg *rest.Config) error {
 	if err != nil {
 		return err
 	}
+	return InstallCRDs(ctx, cfg, crds)
+}
+
+// InstallCRDs creates CRDs and waits until each of them is established.
+func InstallCRDs(ctx context.Context, cfg *rest.Config, crds []*unstructured.Unstructured) error {
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return err
@@ -508,8 +526,15 @@ func InstallIstioCRDs(ctx context.Context, cfg *rest.Config) error {
 		if err != nil {
 			return false, nil
 		}
+		want := map[string]bool{}
+		for _, c := range crds {
+			want[c.GetName()] = true
+		}
 		established := 0
 		for _, item := range list.Items {
+			if !want[item.GetName()] {
+				continue
+			}
 			var crd apiextensionsv1.CustomResourceDefinition
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(item.Object, &crd); err != nil {
 				return false, err
