@@ -31,7 +31,7 @@ func startMeshCluster(t *testing.T) *meshCluster {
 	t.Helper()
 	e := startEnv(t, testenv.Options{Nodes: true, ServiceAccounts: true})
 	m := &meshCluster{env: e, on: []string{"KUBECONFIG=" + e.Kubeconfig}}
-	m.mesh(t, 0, "install", "--revision", "1-31", "--ingress=false", "--yes", "--timeout", "90s")
+	m.mesh(t, 0, "install", "--revision", "1-31", "--ingress=false", "--gateway-api", "--yes", "--timeout", "90s")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	d, err := e.StartIstiod(ctx, "istio-system", "1-31")
@@ -229,6 +229,29 @@ func TestRealIstiod(t *testing.T) {
 		r = m.mesh(t, 0, "canary", "abort", "-n", ns, "reviews", "--yes", "--proxy-sync-timeout", "3s")
 		mustContain(t, "stale proxy", r.stderr, "warning: after 3s, 1 of 2 proxies acknowledged the new configuration; STALE (sent, not acknowledged): "+reviews[1].Name+"."+ns)
 		waitRoute(t, p, host+":9080", map[string]uint32{subset("v1"): 100})
+	})
+
+	// A Gateway API canary: istiod turns the HTTPRoute's weighted
+	// backendRefs into the mesh route of the Service, split between the
+	// per-version Services' clusters (GAMMA); abort goes back to one.
+	t.Run("canary on the Gateway API", func(t *testing.T) {
+		ns := "books-gw"
+		m.kubectl(t, "create", "namespace", ns)
+		m.kubectl(t, "label", "namespace", ns, "istio.io/rev=1-31")
+		m.apply(t, reviewsApp(ns))
+		p := m.proxy(t, m.pods(t, ns, "app=reviews", 3)[0], testenv.ProxyOptions{})
+		host := "reviews." + ns + ".svc.cluster.local"
+		version := func(v string) string { return "outbound|9080||reviews-" + v + "." + ns + ".svc.cluster.local" }
+		r := m.mesh(t, 0, "canary", "start", "-n", ns, "reviews", "--api", "gateway", "--stable", "v1", "--canary", "v2", "--weight", "10", "--yes")
+		mustContain(t, "gateway start", r.stdout+r.stderr, "HTTPRoute.gateway.networking.k8s.io/reviews", "Service/reviews-v2")
+		waitRoute(t, p, host+":9080", map[string]uint32{version("v1"): 90, version("v2"): 10})
+		m.mesh(t, 0, "canary", "step", "-n", ns, "reviews", "--skip-gate", "--yes")
+		waitRoute(t, p, host+":9080", map[string]uint32{version("v1"): 75, version("v2"): 25})
+		m.mesh(t, 0, "canary", "abort", "-n", ns, "reviews", "--yes")
+		waitRoute(t, p, host+":9080", map[string]uint32{version("v1"): 100})
+		// Istio's check sees the CRDs install --gateway-api applied.
+		r = m.mesh(t, 0, "check", "-o", "json")
+		mustContain(t, "check", r.stdout, "Gateway API CRDs v1.", "(standard channel) are supported by Istio 1.31")
 	})
 
 	// Onboarding with named callers: the workload's inbound RBAC filter
