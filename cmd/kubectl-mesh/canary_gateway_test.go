@@ -239,3 +239,35 @@ spec: {hosts: [reviews], http: [{route: [{destination: {host: reviews}}]}]}
 		t.Fatalf("bad input changed the HTTPRoute: %s", got)
 	}
 }
+
+// TestCanaryGatewayAPIOnTerminal: two rules send to the Service, so start
+// asks which one carries the split (the --rule question), then the rest.
+func TestCanaryGatewayAPIOnTerminal(t *testing.T) {
+	ns := "canary-gw-tty"
+	createNamespace(t, ns)
+	twoRules := strings.Replace(teamHTTPRoute(ns), "backendRefs: [{name: reviews-legacy, port: 9080}]", "backendRefs: [{name: reviews, port: 9080}]", 1)
+	mustKubectl(t, "apply", "-f", writeFile(t, "reviews.yaml", reviewsApp(ns)+"---\n"+twoRules))
+	mustKubectl(t, "rollout", "status", "deployment/reviews-v2", "-n", ns, "--timeout=60s")
+	team, _ := httpRouteRules(t, ns, "reviews")
+	screen, code := runOnTerminalSteps(t, []termStep{
+		{"the one that carries the split", typeKeys("\x1b[B\r")}, // legacy
+		{"Stable version", typeKeys("\r")},                       // v1
+		{"Canary version", typeKeys("\x1b[B\r")},                 // v2
+		{"Initial canary weight", typeKeys("\r")},
+		{"Weights canary step walks through", typeKeys("\r")},
+		{"Header that always reaches", typeKeys("\r")},
+		{"Share of traffic to mirror", typeKeys("\r")},
+		{"(y/N)", typeKeys("y\r")},
+	}, "mesh", "canary", "start", "-n", ns, "reviews")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	mustContain(t, "terminal", screen, "v1 (stable, 1 pod(s)) 90%", "v2 (canary, 1 pod(s)) 10%")
+	if got := jsonpath(t, ns, "httproute", "reviews", `{.spec.rules[?(@.name=="legacy")].backendRefs[*].name}={.spec.rules[?(@.name=="legacy")].backendRefs[*].weight}`); got != "reviews-v1 reviews-v2=90 10" {
+		t.Fatalf("the chosen rule: %q", got)
+	}
+	now, _ := httpRouteRules(t, ns, "reviews")
+	if now["reviews-default"] != team["reviews-default"] {
+		t.Fatalf("the rule not chosen changed:\n%s\n%s", team["reviews-default"], now["reviews-default"])
+	}
+}

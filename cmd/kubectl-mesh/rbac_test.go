@@ -38,7 +38,7 @@ func TestRBACLeastPrivilege(t *testing.T) {
 	if r.code != 77 {
 		t.Fatalf("without rights: exit %d, want 77\n%s", r.code, r.stderr)
 	}
-	mustContain(t, "forbidden", errorLine(t, r), `User "restricted" cannot get resource "services"`)
+	mustContain(t, "forbidden", errorLine(t, r), `User "restricted" cannot list resource "services"`)
 
 	for _, wf := range [][]string{{"canary", "start"}, {"migrate-mtls"}, {"inject"}, {"onboard"}, {"check"}} {
 		r := kubectl(t, admin, append(append([]string{"mesh", "rbac"}, wf...), "-n", "shop", "--user", "restricted")...)

@@ -91,9 +91,18 @@ rate and p99 latency from Prometheus (--prometheus-url, or a Prometheus
 Service in the cluster through the API server); too little traffic is
 inconclusive, not a pass.
 
+On the Gateway API (an HTTPRoute routes the Service, or --api gateway when
+nothing does yet) each version gets a Service of its own, <service>-<version>,
+created before the route sends to it and deleted after its last use; the split
+is the backendRef weights of the one rule that carries the Service (--rule),
+and every other rule, filter, timeout and parentRef stays as it is. The state
+annotation is then on the HTTPRoute. A VirtualService and an HTTPRoute for one
+Service are refused: Istio does not support mixing them.
+
 Argo CD users: the weights change outside Git while a canary runs; add an
-ignoreDifferences entry for /spec/http of the VirtualService, or export the
-plan with -o yaml / --output-dir and commit it instead.`,
+ignoreDifferences entry for /spec/http of the VirtualService (/spec/rules of
+the HTTPRoute), or export the plan with -o yaml / --output-dir and commit it
+instead.`,
 	}
 }
 

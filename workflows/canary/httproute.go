@@ -86,7 +86,8 @@ func backendNames(r map[string]any, ns string) []string {
 }
 
 // attached reports whether hr serves the Service's traffic: a parentRef to
-// the Service itself (the mesh, GAMMA) or to a Gateway (ingress).
+// the Service itself (the mesh, GAMMA) or to a Gateway or ListenerSet
+// (ingress).
 func attached(hr *unstructured.Unstructured, service string) bool {
 	parents, _, _ := unstructured.NestedSlice(hr.Object, "spec", "parentRefs")
 	for _, p := range parents {
@@ -99,7 +100,7 @@ func attached(hr *unstructured.Unstructured, service string) bool {
 		}
 		kind, _ := m["kind"].(string)
 		group, _ := m["group"].(string)
-		if (kind == "" || kind == "Gateway") && (group == "" || group == "gateway.networking.k8s.io") {
+		if (kind == "" || kind == "Gateway" || kind == "ListenerSet") && (group == "" || group == "gateway.networking.k8s.io") {
 			return true
 		}
 	}

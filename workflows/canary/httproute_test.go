@@ -270,3 +270,24 @@ func TestGatewayBadInput(t *testing.T) {
 		}
 	})
 }
+
+func TestAttached(t *testing.T) {
+	hr := func(parents string) *unstructured.Unstructured {
+		return decode(t, "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: bookinfo}\nspec:\n  parentRefs: "+parents+"\n")
+	}
+	cases := map[string]bool{
+		`[{group: "", kind: Service, name: reviews}]`:                       true,  // mesh (GAMMA)
+		`[{name: ingress}]`:                                                 true,  // a Gateway, by the defaults
+		`[{group: gateway.networking.k8s.io, kind: Gateway, name: gw}]`:     true,  // ingress
+		`[{group: "", kind: Service, name: ratings}]`:                       false, // another Service's mesh route
+		`[{group: "", kind: Service, name: reviews, namespace: other}]`:     false,
+		`[{group: example.io, kind: Gateway, name: gw}]`:                    false,
+		`[{group: gateway.networking.k8s.io, kind: ListenerSet, name: x}]`:  true,
+		`[{group: gateway.networking.k8s.io, kind: GatewayClass, name: x}]`: false,
+	}
+	for parents, want := range cases {
+		if got := attached(hr(parents), "reviews"); got != want {
+			t.Errorf("%s: attached %v, want %v", parents, got, want)
+		}
+	}
+}
