@@ -16,6 +16,9 @@ import (
 )
 
 // All returns a fresh instance of every workflow and group of workflows.
+// No workflow imports another (TestWorkflowsImportNoOtherWorkflow): where
+// one needs another's planning (onboard the mTLS findings, check --pre the
+// install prechecks), it is handed in here.
 func All() []pipeline.Command {
-	return []pipeline.Command{install.New(), install.NewUninstall(), inject.New(), mtls.New(), authz.New(), egress.New(), canary.New(), resilience.New(), onboard.New(), health.NewCheck(), health.NewStatus(), apply.New()}
+	return []pipeline.Command{install.New(), install.NewUninstall(), inject.New(), mtls.New(), authz.New(), egress.New(), canary.New(), resilience.New(), onboard.New(mtls.Findings), health.NewCheck(install.Prechecks), health.NewStatus(), apply.New()}
 }

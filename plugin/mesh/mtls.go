@@ -9,6 +9,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/manifest"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 )
 
 // mTLS modes of a PeerAuthentication.
@@ -158,4 +161,22 @@ func NamespaceWide(pas []PeerAuth, ns string) []*PeerAuth {
 	}
 	sort.Slice(out, func(i, j int) bool { return older(out[i], out[j]) })
 	return out
+}
+
+// NamespacePolicy sets mode on the namespace-wide PeerAuthentication Istio
+// uses for ns (the oldest of pas), keeping everything else the team put in
+// it, or creates "default" when there is none. It returns the change and
+// the policy as it will be.
+func NamespacePolicy(pas []PeerAuth, ns, mode string, now time.Time) (pipeline.Change, PeerAuth) {
+	if wide := NamespaceWide(pas, ns); len(wide) > 0 {
+		obj := pipeline.Edit(wide[0].Object)
+		_ = unstructured.SetNestedField(obj.Object, mode, "spec", "mtls", "mode")
+		p := *wide[0]
+		p.Mode, p.Object = mode, obj
+		return pipeline.Change{Op: pipeline.Replace, Object: obj}, p
+	}
+	obj := manifest.New("security.istio.io/v1", "PeerAuthentication", ns, "default")
+	_ = unstructured.SetNestedField(obj.Object, mode, "spec", "mtls", "mode")
+	return pipeline.Change{Op: pipeline.Apply, Object: obj},
+		PeerAuth{Namespace: ns, Name: "default", Created: now, Mode: mode, Object: obj}
 }

@@ -18,6 +18,14 @@ var (
 	VirtualServices       = schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "virtualservices"}
 )
 
+// The embedded Istio release (the pinned istio.io/istio module's charts)
+// and the oldest Kubernetes it is installed on (Istio 1.31 supports 1.31
+// to 1.36 and is tested back to 1.28).
+const (
+	IstioRelease  = "1.31.0"
+	MinKubernetes = "1.28.0"
+)
+
 // Marks kubectl mesh leaves on objects, read by other commands (status).
 const (
 	// LabelTeam is the team a namespace was onboarded for.

@@ -26,7 +26,6 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/resilience"
-	"github.com/kubectl-mesh/kubectl-mesh/workflows/install"
 )
 
 // Result states.
@@ -77,10 +76,16 @@ type Check struct {
 	Pre    bool
 	Output string
 	Wait   time.Duration
+
+	prechecks Prechecks
 }
 
 // NewCheck returns the check command's options.
-func NewCheck() *Check { return &Check{} }
+func NewCheck(prechecks Prechecks) *Check { return &Check{prechecks: prechecks} }
+
+// Prechecks are the install's prechecks (check --pre) and their notes. The
+// install workflow provides them; the command tree passes them in.
+type Prechecks func(ctx context.Context, c *cli.Context) ([]pipeline.Check, []string, error)
 
 // Command implements pipeline.Workflow.
 func (o *Check) Command() *cobra.Command {
@@ -178,7 +183,7 @@ func (o *Check) run(ctx context.Context, c *cli.Context, ns string, progress ste
 	checkAPI(rep, s)
 	if o.Pre {
 		progress("running the install prechecks")
-		checks, notes, err := install.Prechecks(ctx, c)
+		checks, notes, err := o.prechecks(ctx, c)
 		if err != nil {
 			return nil, err
 		}
@@ -248,11 +253,11 @@ func checkAPI(rep *Report, s *cluster) {
 	const cat = "kubernetes-api"
 	rep.add(cat, "can reach the API server ("+s.Version+")", OK, "", "", "")
 	v, err := version.ParseGeneric(s.Version)
-	if err == nil && v.LessThan(version.MustParseGeneric(install.MinKubernetes)) {
-		rep.add(cat, "Kubernetes is "+install.MinKubernetes+" or newer", Fail, "the cluster runs "+s.Version, "upgrade the cluster before installing or upgrading Istio", "https://istio.io/latest/docs/releases/supported-releases/")
+	if err == nil && v.LessThan(version.MustParseGeneric(mesh.MinKubernetes)) {
+		rep.add(cat, "Kubernetes is "+mesh.MinKubernetes+" or newer", Fail, "the cluster runs "+s.Version, "upgrade the cluster before installing or upgrading Istio", "https://istio.io/latest/docs/releases/supported-releases/")
 		return
 	}
-	rep.add(cat, "Kubernetes is "+install.MinKubernetes+" or newer", OK, "", "", "")
+	rep.add(cat, "Kubernetes is "+mesh.MinKubernetes+" or newer", OK, "", "", "")
 }
 
 // coreCRDs are the kinds every Istio install serves.
@@ -275,7 +280,7 @@ func checkCRDs(rep *Report, s *cluster) {
 	rep.add("istio-crds", fmt.Sprintf("Istio CRDs are installed (%d)", len(s.IstioCRDs)), OK, "", "", "")
 	// The CRD set can be compared with a control plane of the embedded
 	// release only: another release ships other kinds.
-	embedded := minor(install.DefaultTag)
+	embedded := minor(mesh.IstioRelease)
 	for _, cp := range s.Planes {
 		if minor(imageTag(s.istiod(cp))) != embedded {
 			continue

@@ -9,7 +9,6 @@ import (
 	"istio.io/istio/pkg/config/schema/gatewayapi"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
-	"github.com/kubectl-mesh/kubectl-mesh/workflows/install"
 )
 
 // checkGatewayAPI reports the Gateway API CRDs' version against what the
@@ -19,7 +18,7 @@ import (
 func checkGatewayAPI(rep *Report, s *cluster) {
 	const cat = "gateway-api"
 	ours := mesh.GatewayAPIVersion()
-	istio := "Istio " + minor(install.DefaultTag)
+	istio := "Istio " + minor(mesh.IstioRelease)
 	if len(s.GatewayCRDs) == 0 {
 		rep.add(cat, "Gateway API CRDs are not installed", OK, "HTTPRoute canaries and Gateway API ingress need them",
 			"kubectl mesh install --gateway-api installs the standard channel "+ours, "https://istio.io/latest/docs/tasks/traffic-management/ingress/gateway-api/")

@@ -25,7 +25,7 @@ const (
 	ProfileProduction = "production"
 	DefaultHub        = "docker.io/istio"
 	// DefaultTag matches the Istio release of the embedded charts.
-	DefaultTag = "1.31.0"
+	DefaultTag = mesh.IstioRelease
 )
 
 var Profiles = []string{ProfileProduction, "default", "minimal", "demo", "ambient"}

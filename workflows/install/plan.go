@@ -29,7 +29,7 @@ import (
 
 // MinKubernetes is the oldest Kubernetes this product installs on; the
 // embedded Istio 1.31 supports 1.31 to 1.36 and is tested back to 1.28.
-const MinKubernetes = "1.28.0"
+const MinKubernetes = mesh.MinKubernetes
 
 // Plan implements pipeline.Workflow. It returns nil after --explain.
 func (o *Options) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, error) {

@@ -218,21 +218,9 @@ func portList(ports map[uint32]string) string {
 	return strings.TrimPrefix(joinPorts(ps), "ports ")
 }
 
-// namespacePolicy sets the mode on the namespace-wide policy Istio uses
-// (the oldest), keeping everything else the team put in it, or creates
-// "default" when there is none.
+// namespacePolicy sets the mode on the namespace-wide policy Istio uses.
 func (m *migration) namespacePolicy(now time.Time) (pipeline.Change, mesh.PeerAuth) {
-	if wide := mesh.NamespaceWide(m.snap.PAs, m.namespace); len(wide) > 0 {
-		obj := pipeline.Edit(wide[0].Object)
-		_ = unstructured.SetNestedField(obj.Object, m.mode, "spec", "mtls", "mode")
-		p := *wide[0]
-		p.Mode, p.Object = m.mode, obj
-		return pipeline.Change{Op: pipeline.Replace, Object: obj}, p
-	}
-	obj := peerAuthentication(m.namespace, "default")
-	_ = unstructured.SetNestedField(obj.Object, m.mode, "spec", "mtls", "mode")
-	return pipeline.Change{Op: pipeline.Apply, Object: obj},
-		mesh.PeerAuth{Namespace: m.namespace, Name: "default", Created: now, Mode: m.mode, Object: obj}
+	return mesh.NamespacePolicy(m.snap.PAs, m.namespace, m.mode, now)
 }
 
 func peerAuthentication(ns, name string) *unstructured.Unstructured {
@@ -462,13 +450,4 @@ func Findings(ctx context.Context, c *cli.Context, ns string) ([]pipeline.Check,
 		return nil, err
 	}
 	return plan.Checks, nil
-}
-
-// NamespacePolicyChange sets mode on the namespace-wide PeerAuthentication
-// Istio uses for ns (the oldest of pas), keeping the rest of it, or creates
-// "default": for workflows that set a namespace's mode directly (onboard).
-func NamespacePolicyChange(pas []mesh.PeerAuth, ns, mode string, now time.Time) pipeline.Change {
-	m := &migration{snap: &Snapshot{PAs: pas}, namespace: ns, mode: mode}
-	ch, _ := m.namespacePolicy(now)
-	return ch
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/manifest"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
-	"github.com/kubectl-mesh/kubectl-mesh/workflows/mtls"
 )
 
 // AnnotationDryRun is Istio's switch for logging instead of enforcing an
@@ -85,7 +84,8 @@ func (o *Options) build(now time.Time, existing []*unstructured.Unstructured) *p
 	plan.Phases = append(plan.Phases, pipeline.Phase{Name: "namespace", Changes: []pipeline.Change{nsChange}})
 
 	// Security: mTLS, then deny-by-default with explicit callers.
-	security := []pipeline.Change{mtls.NamespacePolicyChange(o.pas, ns, o.MTLS, now)}
+	nsPolicy, _ := mesh.NamespacePolicy(o.pas, ns, o.MTLS, now)
+	security := []pipeline.Change{nsPolicy}
 	policies := o.authorizationPolicies()
 	for _, p := range policies {
 		security = append(security, pipeline.Change{Op: pipeline.Apply, Object: p})

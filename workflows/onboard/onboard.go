@@ -25,7 +25,6 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
-	"github.com/kubectl-mesh/kubectl-mesh/workflows/mtls"
 )
 
 // Labels and annotations onboarding sets on the namespace.
@@ -56,6 +55,7 @@ type Options struct {
 	Enforce      bool     `json:"-"`
 
 	flags          *pflag.FlagSet
+	findings       StrictFindings
 	root           string
 	live           *unstructured.Unstructured // the namespace, nil when it is created
 	running        int                        // pods running in it
@@ -70,8 +70,16 @@ type Options struct {
 	liveMode       string              // mode of its namespace-wide policy, "" when none
 }
 
-// New returns the workflow with its defaults.
-func New() *Options { return &Options{AllowFrom: []string{"same-namespace"}} }
+// StrictFindings are the checks a move of namespace ns to STRICT would
+// face, reported without blocking. The mTLS migration provides them; the
+// command tree passes them in, so onboard does not import another workflow.
+type StrictFindings func(ctx context.Context, c *cli.Context, ns string) ([]pipeline.Check, error)
+
+// New returns the workflow with its defaults; findings reports what a
+// namespace with running workloads faces on its way to STRICT.
+func New(findings StrictFindings) *Options {
+	return &Options{AllowFrom: []string{"same-namespace"}, findings: findings}
+}
 
 // Command implements pipeline.Workflow.
 func (o *Options) Command() *cobra.Command {
@@ -209,8 +217,8 @@ func (o *Options) Complete(ctx context.Context, c *cli.Context, args []string) e
 			return err
 		}
 	}
-	if o.running > 0 {
-		if o.mtlsChecks, err = mtls.Findings(ctx, c, ns); err != nil {
+	if o.running > 0 && o.findings != nil {
+		if o.mtlsChecks, err = o.findings(ctx, c, ns); err != nil {
 			return err
 		}
 	}

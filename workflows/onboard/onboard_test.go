@@ -20,7 +20,7 @@ import (
 var now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 func base() *Options {
-	o := New()
+	o := New(nil)
 	o.Team, o.Namespace, o.Revision, o.MTLS, o.root = "payments", "payments", "1-31", mesh.ModeStrict, "istio-system"
 	o.ingressSA = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
 	return o
