@@ -3,7 +3,7 @@ VERSION ?= $(shell hack/version.sh)
 LDFLAGS := -s -w -X github.com/kubectl-mesh/kubectl-mesh/plugin/cli.Version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: build install test tools sandbox lint docs dist fuzz bench
+.PHONY: build install test unit tools sandbox lint docs dist fuzz bench
 
 build: ## bin/kubectl-mesh
 	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/kubectl-mesh ./cmd/kubectl-mesh
@@ -25,6 +25,12 @@ test: tools lint ## everything: builds what the tests need, then unit and end-to
 	# and fails spuriously with "context deadline exceeded" on a busy machine
 	# (golang/go#75804, fixed in Go 1.27).
 	$(MAKE) fuzz FUZZTIME=5000x
+
+# Packages whose tests start a control plane (or istiod, Prometheus).
+E2E_PKGS := ./cmd/kubectl-mesh ./plugin/testenv ./hack/sandbox
+
+unit: ## the fast tier: every test that needs no control plane (kube-score's comes from bin/: make tools once)
+	go test -count=1 $$(go list ./... | grep -v -x -F $(foreach p,$(E2E_PKGS),-e github.com/kubectl-mesh/kubectl-mesh/$(patsubst ./%,%,$(p))))
 
 FUZZTIME ?= 200000x
 fuzz: ## fuzz every parser of user input (FUZZTIME each)
