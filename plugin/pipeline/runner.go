@@ -428,9 +428,15 @@ func (r *Runner) apply(ctx context.Context, srv *server, plan *Plan, diffs []*Ob
 		return err
 	}
 	if plan.UndoOf != "" {
-		if orig, err := store.Get(ctx, plan.UndoOf); err == nil {
+		// The undo is applied; failing to mark the original only leaves
+		// history showing it as not undone, so say so and go on.
+		orig, err := store.Get(ctx, plan.UndoOf)
+		if err == nil {
 			orig.UndoneBy = cs.ID
-			_ = store.Save(ctx, orig)
+			err = store.Save(ctx, orig)
+		}
+		if err != nil {
+			fmt.Fprintf(r.C.Streams.ErrOut, "warning: change set %s is not marked as undone by %s (%v); history will list it as not undone\n", plan.UndoOf, cs.ID, err)
 		}
 	}
 	fmt.Fprintf(r.C.Streams.ErrOut, "Applied change set %s (%d change(s)); undo with: kubectl mesh undo %s\n", cs.ID, len(todo), cs.ID)

@@ -336,6 +336,9 @@ func parseState(o *common) error {
 	}
 	t.State = &State{}
 	err := json.Unmarshal([]byte(raw), t.State)
+	if err == nil && t.State.Header != "" {
+		_, _, err = parseHeader(t.State.Header)
+	}
 	if stable, canary := t.State.backends(); err != nil || stable == "" || canary == "" || t.gateway() != t.State.gateway() {
 		return exitcode.New(exitcode.DataErr, fmt.Errorf("%s %s has an unreadable %s annotation: fix or remove it", obj.GetKind(), obj.GetName(), AnnotationState))
 	}

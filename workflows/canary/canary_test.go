@@ -268,3 +268,16 @@ func FuzzParseSteps(f *testing.F) {
 		}
 	})
 }
+
+func TestUnreadableState(t *testing.T) {
+	for _, state := range []string{`{"stableSubset":"v1"}`, `not json`, `{"stableSubset":"v1","canarySubset":"v2","header":"X=1"}`} {
+		vs := decode(t, teamVS)
+		vs.SetAnnotations(map[string]string{AnnotationState: state})
+		c := &common{Service: "reviews", VersionLabel: "version", t: reviews(t, "", "")}
+		c.t.VS = vs
+		err := parseState(c)
+		if err == nil || !strings.Contains(err.Error(), "unreadable canary.kubectl-mesh.io/state annotation") {
+			t.Errorf("%s: %v", state, err)
+		}
+	}
+}

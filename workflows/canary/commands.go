@@ -610,6 +610,7 @@ func routingFor(t *target, s *State) routing {
 	stable, canary := s.backends()
 	rt := routing{Host: t.host(), Stable: stable, Canary: canary, Weight: s.Weight, Mirror: s.Mirror}
 	if s.Header != "" {
+		// parseState refused a state whose header does not parse.
 		rt.HeaderName, rt.HeaderIs, _ = parseHeader(s.Header)
 	}
 	return rt
