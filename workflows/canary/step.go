@@ -1,0 +1,151 @@
+package canary
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+)
+
+type step struct {
+	common
+	gate
+	To    int
+	Auto  bool
+	Pause time.Duration
+
+	aborted string
+	first   bool
+}
+
+func newStep() *step { return &step{To: -1, Pause: time.Minute} }
+
+func (o *step) Command() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "step SERVICE",
+		Short: "Move the canary to its next weight (or --to N) after the metric gate passes",
+		Long: `Checks the canary's success rate and p99 latency over --interval, then moves it to
+the next weight of its step plan. A failed or inconclusive gate blocks the step
+(accept it with --accept ID). With --auto the canary walks through the rest of
+its plan, pausing --pause between steps; a failed gate aborts it (all traffic
+back to the stable version) and the command exits 79.`,
+		Example: `  kubectl mesh canary step -n bookinfo reviews
+  kubectl mesh canary step -n bookinfo reviews --to 50
+  kubectl mesh canary step -n bookinfo reviews --auto --pause 10m --yes`,
+	}
+	f := cmd.Flags()
+	o.addFlags(f)
+	o.addGateFlags(f)
+	f.IntVar(&o.To, "to", o.To, "Weight to move to instead of the next step (0–100)")
+	f.BoolVar(&o.Auto, "auto", false, "Step through the rest of the plan, pausing between steps; abort on a failed gate")
+	f.DurationVar(&o.Pause, "pause", o.Pause, "With --auto, how long each weight runs before the next gate")
+	return cmd
+}
+
+func (o *step) Complete(ctx context.Context, c *cli.Context, args []string) error {
+	if err := o.Validate(); err != nil {
+		return exitcode.New(exitcode.Usage, err)
+	}
+	o.first = true
+	return o.load(ctx, c, args)
+}
+
+func (o *step) Validate() error {
+	if err := o.gate.validate(); err != nil {
+		return err
+	}
+	if o.To != -1 {
+		if err := percent("--to", o.To); err != nil {
+			return err
+		}
+	}
+	if o.Pause <= 0 {
+		return fmt.Errorf("invalid --pause %v: use a positive duration such as 5m", o.Pause)
+	}
+	return nil
+}
+
+// target weight of the next step.
+func (o *step) nextWeight(s *State) (int, bool) {
+	if o.To != -1 && !o.Auto {
+		return o.To, o.To != s.Weight
+	}
+	limit := 100
+	if o.To != -1 {
+		limit = o.To
+	}
+	for _, w := range s.Steps {
+		if w > s.Weight && w <= limit {
+			return w, true
+		}
+	}
+	return s.Weight, false
+}
+
+func (o *step) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, error) {
+	s, err := o.inProgress()
+	if err != nil {
+		return nil, err
+	}
+	next, ok := o.nextWeight(s)
+	if !ok {
+		if o.first {
+			fmt.Fprintf(c.Streams.ErrOut, "The canary of %s is at %d%%, the end of its plan: promote it with kubectl mesh canary promote -n %s %s\n", o.Service, s.Weight, o.t.Namespace, o.Service)
+		}
+		return nil, nil
+	}
+	o.first = false
+	var checks []pipeline.Check
+	if o.Skip {
+		checks = []pipeline.Check{{ID: CheckGateSkipped, Severity: pipeline.Warning, Message: "--skip-gate: stepping without looking at the canary's metrics"}}
+	} else {
+		v, err := o.evaluate(ctx, c, o.t, s, true)
+		if err != nil {
+			return nil, err
+		}
+		if o.Auto && !v.Pass {
+			o.aborted = v.checks()[0].Message
+			fmt.Fprintf(c.Streams.ErrOut, "%s: aborting the canary\n", o.aborted)
+			return abortPlan(o.t, s)
+		}
+		checks = v.checks()
+	}
+	s.Weight = next
+	routes := reroute(o.t, s)
+	setState(routes, s)
+	plan := &pipeline.Plan{
+		Title:  fmt.Sprintf("canary %s for %s: %d%%", s.Canary, o.Service, next),
+		Phases: []pipeline.Phase{{Name: "routes", Changes: []pipeline.Change{change(routes, true)}}},
+		Checks: append(checks, o.t.checks(routes, s)...),
+		Notes:  argoNote(o.t),
+	}
+	t := o.t
+	plan.Result = func(w io.Writer) { printState(w, t, s) }
+	return plan, nil
+}
+
+// Next implements pipeline.Sequence: with --auto, pause, re-read and step again.
+func (o *step) Next(ctx context.Context, c *cli.Context) (*pipeline.Plan, error) {
+	if o.aborted != "" {
+		return nil, exitcode.Blockedf("canary aborted, all traffic is back on %s: %s", o.t.State.Stable, o.aborted)
+	}
+	if !o.Auto {
+		return nil, nil
+	}
+	fmt.Fprintf(c.Streams.ErrOut, "Waiting %s before the next gate…\n", o.Pause)
+	select {
+	case <-ctx.Done():
+		return nil, exitcode.New(exitcode.Interrupted, fmt.Errorf("interrupted between steps; the canary stays at its current weight: continue with kubectl mesh canary step -n %s %s", o.t.Namespace, o.Service))
+	case <-time.After(o.Pause):
+	}
+	if err := o.load(ctx, c, []string{o.Service}); err != nil {
+		return nil, err
+	}
+	return o.Plan(ctx, c)
+}
