@@ -90,13 +90,9 @@ func shipped() []string {
 func results(s *cluster) *Report {
 	rep := &Report{}
 	checkAPI(rep, s)
-	checkCRDs(rep, s)
-	checkControlPlane(rep, s, "istio-system")
-	checkWebhooks(rep, s)
-	checkNamespaces(rep, s, "")
-	checkSidecars(rep, s, "")
-	checkPosture(rep, s, "istio-system", "", now)
-	checkAntiPatterns(rep, s, "")
+	for _, check := range clusterChecks {
+		check(rep, s, scope{root: "istio-system", now: now})
+	}
 	return rep
 }
 

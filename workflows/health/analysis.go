@@ -1,0 +1,89 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"istio.io/istio/pkg/config/analysis/diag"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/analysis"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/resilience"
+)
+
+func checkAnalysis(ctx context.Context, rep *Report, c *cli.Context, ns string) error {
+	const cat = "istio-analysis"
+	kube, err := c.Kube()
+	if err != nil {
+		return err
+	}
+	cfg, err := c.RESTConfig()
+	if err != nil {
+		return err
+	}
+	res, err := analysis.RunChecked(ctx, kube, analysis.Options{Namespace: ns, IstioNamespace: c.Engine.IstioNamespace, Live: cfg})
+	var denied *analysis.DeniedError
+	if errors.As(err, &denied) {
+		rep.add(cat, "Istio's analyzers ran", Warn, "skipped: you "+denied.Error(), "run with a user that can read the mesh's configuration (kubectl mesh rbac check)", "")
+		return nil
+	} else if err != nil {
+		return err
+	}
+	msgs := res[0]
+	var errs, warns []string
+	for _, m := range msgs {
+		line := m.Type.Code() + " " + m.Resource.Origin.FriendlyName()
+		switch m.Type.Level() {
+		case diag.Error:
+			errs = append(errs, line)
+		case diag.Warning:
+			warns = append(warns, line)
+		}
+	}
+	switch {
+	case len(errs) > 0:
+		rep.add(cat, "no Istio analyzer errors", Fail, fmt.Sprintf("%d error(s): %s", len(errs), short(errs)), "kubectl mesh analyze -A for details", "")
+	default:
+		rep.add(cat, "no Istio analyzer errors", OK, "", "", "")
+	}
+	if len(warns) > 0 {
+		rep.add(cat, "no Istio analyzer warnings", Warn, fmt.Sprintf("%d warning(s): %s", len(warns), short(warns)), "kubectl mesh analyze -A for details", "")
+	}
+	return nil
+}
+
+// checkResilience reports the resilience lint: retry budgets, retried
+// writes, outlier detection that can empty a pool.
+func checkResilience(rep *Report, s *cluster, only string) {
+	const cat = "resilience"
+	in := resilience.Input{MeshRetryOn: s.MeshRetryOn, Endpoints: map[string]int{}}
+	for _, vs := range s.VSs {
+		if only == "" || vs.GetNamespace() == only {
+			in.VirtualServices = append(in.VirtualServices, vs)
+		}
+	}
+	for _, dr := range s.DRs {
+		if only == "" || dr.GetNamespace() == only {
+			in.DestinationRules = append(in.DestinationRules, dr)
+		}
+	}
+	if len(in.VirtualServices)+len(in.DestinationRules) == 0 {
+		return
+	}
+	bad := 0
+	for _, f := range resilience.Lint(in) {
+		status := Warn
+		switch f.Level {
+		case "Error":
+			status = Fail
+		case "Info":
+			continue // advice, not a health problem: kubectl mesh analyze lists it
+		}
+		bad++
+		rep.add(cat, f.Code+" "+f.Ref(), status, f.Message, "kubectl mesh resilience -n "+f.Namespace+" SERVICE proposes settings from observed latency", f.URL())
+	}
+	if bad == 0 {
+		rep.add(cat, "timeouts, retries and outlier detection", OK, "", "", "")
+	}
+}
