@@ -48,7 +48,7 @@ func TestGatewayAPICRDsMatchPinnedModule(t *testing.T) {
 			t.Errorf("%s %s is not a standard-channel CRD", c.GetKind(), c.GetName())
 		}
 	}
-	if v := GatewayAPIVersion(); !strings.HasPrefix(v, "v1.") {
-		t.Fatalf("bundle version %q", v)
+	if v := GatewayAPIVersion(); !strings.HasPrefix(v, "v1.") || v != crds[0].GetAnnotations()[AnnotationGatewayAPIVersion] {
+		t.Fatalf("bundle version %q, the decoded CRDs say %q", v, crds[0].GetAnnotations()[AnnotationGatewayAPIVersion])
 	}
 }
