@@ -20,7 +20,14 @@ func TestHelpAndClientVersionWorkWithoutCluster(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("--help exit %d", r.code)
 	}
-	mustContain(t, "help", r.stdout, "kubectl mesh [command]", "--dry-run", "--field-manager", "--istio-namespace", "--kubeconfig", "--context", "--failure-threshold", "--force-conflicts", "--output-dir", "--yes")
+	mustContain(t, "help", r.stdout, "kubectl mesh [command]", "--dry-run", "--field-manager", "--istio-namespace", "--failure-threshold", "--force-conflicts", "--output-dir", "--yes",
+		`Use "kubectl mesh options" for the kubectl connection flags`)
+	// As in kubectl, the connection flags are listed by options, not in every help.
+	if strings.Contains(r.stdout, "--certificate-authority") {
+		t.Fatalf("--help lists the connection flags:\n%s", r.stdout)
+	}
+	r = kubectl(t, noCluster, "mesh", "options")
+	mustContain(t, "options", r.stdout, "--kubeconfig string", "--context string", "-n, --namespace string", "--certificate-authority")
 
 	r = kubectl(t, noCluster, "mesh", "version", "--client")
 	if r.code != 0 {

@@ -52,10 +52,13 @@ confirmation, verifies, and records a change set you can undo.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return exitcode.Usagef("%v; see kubectl mesh --help", err)
 	})
-	c.Flags.AddFlags(root.PersistentFlags())
+	conn := connectionFlags(c.Flags.AddFlags)
+	root.PersistentFlags().AddFlagSet(conn)
 	c.Engine.AddFlags(root.PersistentFlags())
+	cobra.AddTemplateFunc("meshFlags", flagUsages(conn))
+	root.SetUsageTemplate(usageTemplate)
 
-	root.AddCommand(newVersion(c), newAnalyze(c), newHistory(c), newUndo(c), newRBAC(c, commands))
+	root.AddCommand(newVersion(c), newAnalyze(c), newHistory(c), newUndo(c), newRBAC(c, commands), newOptions(conn))
 	for _, w := range commands {
 		switch w := w.(type) {
 		case pipeline.Workflow:
