@@ -20,12 +20,23 @@ func TestHelpAndClientVersionWorkWithoutCluster(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("--help exit %d", r.code)
 	}
-	mustContain(t, "help", r.stdout, "kubectl mesh [command]", "--dry-run", "--field-manager", "--istio-namespace", "--failure-threshold", "--force-conflicts", "--output-dir", "--yes",
+	mustContain(t, "help", r.stdout, "kubectl mesh [command]", "--istio-namespace", "--journal-namespace",
 		`Use "kubectl mesh options" for the kubectl connection flags`)
 	// As in kubectl, the connection flags are listed by options, not in every help.
 	if strings.Contains(r.stdout, "--certificate-authority") {
 		t.Fatalf("--help lists the connection flags:\n%s", r.stdout)
 	}
+	// The flags for changes belong to the commands that change the cluster.
+	r = kubectl(t, noCluster, "mesh", "canary", "start", "--help")
+	mustContain(t, "canary start --help", r.stdout, "--dry-run", "--field-manager", "--failure-threshold", "--force-conflicts", "--output-dir", "--yes", "--accept")
+	for _, readOnly := range [][]string{{"check"}, {"status"}, {"canary", "status"}, {"history"}, {"version"}} {
+		r = kubectl(t, noCluster, append(append([]string{"mesh"}, readOnly...), "--help")...)
+		if r.code != 0 || strings.Contains(r.stdout, "--yes") || strings.Contains(r.stdout, "--dry-run") {
+			t.Fatalf("%s --help (exit %d) offers flags for changes:\n%s", strings.Join(readOnly, " "), r.code, r.stdout)
+		}
+	}
+	r = kubectl(t, noCluster, "mesh", "check", "--yes")
+	mustContain(t, "check --yes", errorLine(t, r), "unknown flag: --yes")
 	r = kubectl(t, noCluster, "mesh", "options")
 	mustContain(t, "options", r.stdout, "--kubeconfig string", "--context string", "-n, --namespace string", "--certificate-authority")
 

@@ -54,8 +54,16 @@ func DefaultEngineOptions() *EngineOptions {
 	}
 }
 
-// AddFlags binds the engine flags to fs.
-func (o *EngineOptions) AddFlags(fs *pflag.FlagSet) {
+// AddScopeFlags binds the flags every command takes: where Istio and the
+// journal live.
+func (o *EngineOptions) AddScopeFlags(fs *pflag.FlagSet) {
+	fs.StringVarP(&o.IstioNamespace, "istio-namespace", "i", o.IstioNamespace, "Namespace of the Istio control plane")
+	fs.StringVar(&o.JournalNamespace, "journal-namespace", o.JournalNamespace, "Namespace where change sets are recorded for history and undo")
+}
+
+// AddChangeFlags binds the flags of commands that change the cluster:
+// how a plan is confirmed, previewed, exported, gated and applied.
+func (o *EngineOptions) AddChangeFlags(fs *pflag.FlagSet) {
 	fs.BoolVarP(&o.Yes, "yes", "y", o.Yes, "Apply without asking for confirmation")
 	fs.StringVar(&o.DryRun, "dry-run", o.DryRun, `"none" applies; "server" shows the server-side diff and stops (exit 1 when there are changes); "client" prints the plan without contacting the API server for validation`)
 	fs.Lookup("dry-run").NoOptDefVal = DryRunServer
@@ -63,11 +71,9 @@ func (o *EngineOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.OutputDir, "output-dir", o.OutputDir, "Write the plan's manifests and a kustomization.yaml to this directory instead of applying")
 	fs.StringVar(&o.FieldManager, "field-manager", o.FieldManager, "Field manager used for server-side apply")
 	fs.BoolVar(&o.ForceConflicts, "force-conflicts", o.ForceConflicts, "Take ownership of fields another field manager owns")
-	fs.StringVarP(&o.IstioNamespace, "istio-namespace", "i", o.IstioNamespace, "Namespace of the Istio control plane")
 	fs.StringVar(&o.FailureThreshold, "failure-threshold", o.FailureThreshold, "Lowest severity of a finding that blocks: Info, Warning or Error")
 	fs.StringSliceVar(&o.Accept, "accept", o.Accept, "Accept a blocking finding by its check ID (recorded in the journal); repeatable")
 	fs.BoolVar(&o.ShowSecrets, "show-secrets", o.ShowSecrets, "Show Secret values in diffs and output instead of ***")
-	fs.StringVar(&o.JournalNamespace, "journal-namespace", o.JournalNamespace, "Namespace where change sets are recorded for history and undo")
 	fs.StringVar(&o.Diff, "diff", o.Diff, `"full": the diff (after a summary table when longer than a screen, through $KUBECTL_MESH_PAGER or $PAGER on a terminal); "summary": the table only`)
 	fs.DurationVar(&o.ProxySyncTimeout, "proxy-sync-timeout", o.ProxySyncTimeout, "After a change to Istio configuration, how long to wait for the connected proxies to acknowledge it (istiod read through the API server; 0 skips the wait; never fails the apply)")
 }

@@ -61,6 +61,9 @@ istioctl analyze has keep its names and meanings.`,
 		},
 	}
 	cmd.Flags().BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "Analyze every namespace")
+	// istioctl analyze's -o and --failure-threshold, with its meanings.
+	cmd.Flags().StringVarP(&c.Engine.Output, "output", "o", "", "Output format: log, json or yaml (default log)")
+	cmd.Flags().StringVar(&c.Engine.FailureThreshold, "failure-threshold", c.Engine.FailureThreshold, "Lowest severity of a message that makes the exit code 79: Info, Warning or Error")
 	cmd.Flags().StringArrayVarP(&o.suppress, "suppress", "S", nil, `Suppress a message code on a resource: "CODE=Kind namespace/name" (globs allowed, e.g. "IST0101=VirtualService bookinfo/*"); repeatable`)
 	cmd.Flags().BoolVarP(&o.useKube, "use-kube", "k", true, "Include the live cluster; false analyzes the files only")
 	cmd.Flags().BoolVarP(&o.recursive, "recursive", "R", false, "Read directories given as FILE recursively")

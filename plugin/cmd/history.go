@@ -28,7 +28,7 @@ func store(c *cli.Context) (*journal.Store, error) {
 }
 
 func newHistory(c *cli.Context) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "history [ID]",
 		Short: "List the recorded change sets, or show one",
 		Example: `  kubectl mesh history
@@ -93,6 +93,8 @@ func newHistory(c *cli.Context) *cobra.Command {
 			return tw.Flush()
 		},
 	}
+	cmd.Flags().StringVarP(&c.Engine.Output, "output", "o", "", "Output format: json or yaml (default: a table; change sets' recorded contents are never printed)")
+	return cmd
 }
 
 // status adds what happened after the apply (undone) to the recorded status.
@@ -153,7 +155,7 @@ func printChangeSet(w interface{ Write([]byte) (int, error) }, cs *journal.Chang
 }
 
 func newUndo(c *cli.Context) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "undo [ID]",
 		Short: "Restore the state recorded before a change set (default: the latest one not undone; asked on a terminal)",
 		Long: `Restores every object a change set touched to exactly what it was before:
@@ -204,6 +206,8 @@ Works for change sets that failed or were interrupted half-way.`,
 			return (&pipeline.Runner{C: c}).Run(ctx, plan)
 		},
 	}
+	c.Engine.AddChangeFlags(cmd.Flags())
+	return cmd
 }
 
 // pickUndo is the change set to undo: the latest not undone (sets come

@@ -54,7 +54,7 @@ confirmation, verifies, and records a change set you can undo.`,
 	})
 	conn := connectionFlags(c.Flags.AddFlags)
 	root.PersistentFlags().AddFlagSet(conn)
-	c.Engine.AddFlags(root.PersistentFlags())
+	c.Engine.AddScopeFlags(root.PersistentFlags())
 	cobra.AddTemplateFunc("meshFlags", flagUsages(conn))
 	root.SetUsageTemplate(usageTemplate)
 
@@ -75,9 +75,14 @@ confirmation, verifies, and records a change set you can undo.`,
 	return root, c
 }
 
-// bind wires a workflow into the engine: Complete → Validate → Plan → Runner.
+// bind wires a workflow into the engine: Complete → Validate → Plan →
+// Runner. Only workflows that change the cluster take the engine's flags
+// for changes (--yes, --dry-run, -o yaml|json, --accept …).
 func bind(c *cli.Context, w pipeline.Workflow) *cobra.Command {
 	cmd := w.Command()
+	if _, readOnly := w.(pipeline.ReadOnly); !readOnly {
+		c.Engine.AddChangeFlags(cmd.Flags())
+	}
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		ctx := cmd.Context()
 		if err := c.Engine.Validate(); err != nil {

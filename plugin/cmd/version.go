@@ -67,6 +67,7 @@ func newVersion(c *cli.Context) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&clientOnly, "client", false, "Print only the plugin's own versions; touches no network")
+	cmd.Flags().StringVarP(&c.Engine.Output, "output", "o", "", "Output format: json or yaml (default: text)")
 	return cmd
 }
 

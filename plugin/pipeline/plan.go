@@ -179,6 +179,10 @@ func Grant(group string, clusterWide bool, verbs []string, resources ...string) 
 	return out
 }
 
+// ReadOnly marks a workflow that only reads the cluster and plans nothing
+// (check, status, canary status): it takes none of the flags for changes.
+type ReadOnly interface{ ReadOnly() }
+
 // Verbs the engine uses: reads, and writes with server-side apply, update
 // (restores) and delete (undo).
 var (

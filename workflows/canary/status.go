@@ -67,3 +67,6 @@ func (o *status) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, erro
 	}
 	return nil, nil
 }
+
+// ReadOnly implements pipeline.ReadOnly: canary status changes nothing.
+func (o *status) ReadOnly() {}

@@ -176,3 +176,6 @@ var clusterChecks = []func(*Report, *cluster, scope){
 	func(r *Report, s *cluster, in scope) { checkAntiPatterns(r, s, in.only) },
 	func(r *Report, s *cluster, in scope) { checkResilience(r, s, in.only) },
 }
+
+// ReadOnly implements pipeline.ReadOnly: check changes nothing.
+func (o *Check) ReadOnly() {}

@@ -185,3 +185,6 @@ func dash(s string) string {
 	}
 	return s
 }
+
+// ReadOnly implements pipeline.ReadOnly: status changes nothing.
+func (o *Status) ReadOnly() {}
