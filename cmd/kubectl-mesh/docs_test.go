@@ -20,7 +20,7 @@ func TestDocsUpToDate(t *testing.T) {
 		t.Fatal(err)
 	}
 	want, _ := filepath.Glob(filepath.Join(dir, "*.md"))
-	have, _ := filepath.Glob("../../docs/*.md")
+	have, _ := filepath.Glob("../../docs/kubectl_mesh*.md") // beside them: hand-written pages (architecture.md)
 	if len(want) != len(have) {
 		t.Fatalf("docs/ has %d pages, the commands make %d: run make docs", len(have), len(want))
 	}
