@@ -222,6 +222,17 @@ func backendPort(t *target, r map[string]any) any {
 	return int64(t.Ports[0].Port)
 }
 
+// firstBackendRef is the rule's first backendRef (nil for none): the one
+// new refs copy their port and backend filters from.
+func firstBackendRef(r map[string]any) map[string]any {
+	refs, _, _ := unstructured.NestedSlice(r, "backendRefs")
+	if len(refs) == 0 {
+		return nil
+	}
+	m, _ := refs[0].(map[string]any)
+	return m
+}
+
 // backendRef points at a version Service, keeping the fields (port,
 // backend filters) of the ref it replaces.
 func backendRef(like map[string]any, name string, port any, weight int) map[string]any {
@@ -269,10 +280,7 @@ func applyGatewayRouting(hr *unstructured.Unstructured, i int, port any, rt rout
 		i = len(rs) - 1
 	}
 	primary := rs[i]
-	var like map[string]any
-	if refs, _, _ := unstructured.NestedSlice(primary, "backendRefs"); len(refs) > 0 {
-		like, _ = refs[0].(map[string]any)
-	}
+	like := firstBackendRef(primary)
 	switch {
 	case rt.Weight < 0:
 		primary["backendRefs"] = []any{backendRef(like, rt.Stable, port, -1)}
@@ -320,14 +328,10 @@ func headerRule(primary map[string]any, ns string, port any, rt routing) map[str
 		mm["headers"] = append(hs, header)
 		matches[k] = mm
 	}
-	var like map[string]any
-	if refs, _, _ := unstructured.NestedSlice(primary, "backendRefs"); len(refs) > 0 {
-		like, _ = refs[0].(map[string]any)
-	}
 	hr := map[string]any{
 		"name":        headerRoute,
 		"matches":     matches,
-		"backendRefs": []any{backendRef(like, rt.Canary, port, -1)},
+		"backendRefs": []any{backendRef(firstBackendRef(primary), rt.Canary, port, -1)},
 	}
 	filters, _, _ := unstructured.NestedSlice(primary, "filters")
 	filters = slices.DeleteFunc(filters, func(f any) bool { m, _ := f.(map[string]any); return m["type"] == "RequestMirror" })
