@@ -177,10 +177,9 @@ func ParseOptions(window, rawURL string) (time.Duration, error) {
 	return w, nil
 }
 
-// Require is Connect, with the context's clients, for a workflow that
-// cannot go on without evidence: no Prometheus is an error saying what it
-// was needed for.
-func Require(ctx context.Context, c *cli.Context, rawURL, preferNamespace, purpose string) (*Prometheus, error) {
+// ConnectWith is Connect with the context's clients; nil when there is no
+// Prometheus.
+func ConnectWith(ctx context.Context, c *cli.Context, rawURL, preferNamespace string) (*Prometheus, error) {
 	cfg, err := c.RESTConfig()
 	if err != nil {
 		return nil, err
@@ -189,7 +188,13 @@ func Require(ctx context.Context, c *cli.Context, rawURL, preferNamespace, purpo
 	if err != nil {
 		return nil, err
 	}
-	prom, err := Connect(ctx, cfg, kube, rawURL, preferNamespace)
+	return Connect(ctx, cfg, kube, rawURL, preferNamespace)
+}
+
+// Require is ConnectWith for a workflow that cannot go on without
+// evidence: no Prometheus is an error saying what it was needed for.
+func Require(ctx context.Context, c *cli.Context, rawURL, preferNamespace, purpose string) (*Prometheus, error) {
+	prom, err := ConnectWith(ctx, c, rawURL, preferNamespace)
 	if err == nil && prom == nil {
 		err = exitcode.New(exitcode.Unavailable, fmt.Errorf("no Prometheus found in the cluster to %s: pass --prometheus-url URL", purpose))
 	}

@@ -78,15 +78,7 @@ type verdict struct {
 // evaluate reads the canary's health from Prometheus. required=false (for
 // status) returns a zero verdict when there is no Prometheus.
 func (g *gate) evaluate(ctx context.Context, c *cli.Context, t *target, s *State, required bool) (*verdict, error) {
-	cfg, err := c.RESTConfig()
-	if err != nil {
-		return nil, err
-	}
-	kube, err := c.Kube()
-	if err != nil {
-		return nil, err
-	}
-	prom, err := telemetry.Connect(ctx, cfg, kube, g.PrometheusURL, c.Engine.IstioNamespace)
+	prom, err := telemetry.ConnectWith(ctx, c, g.PrometheusURL, c.Engine.IstioNamespace)
 	if err != nil {
 		return nil, err
 	}

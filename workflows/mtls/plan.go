@@ -304,15 +304,7 @@ func (o *Options) telemetry(ctx context.Context, c *cli.Context, m *migration) (
 			Message: "--skip-telemetry: moving to STRICT without evidence about plaintext callers",
 		}}, nil
 	}
-	cfg, err := c.RESTConfig()
-	if err != nil {
-		return nil, err
-	}
-	kube, err := c.Kube()
-	if err != nil {
-		return nil, err
-	}
-	prom, err := telemetry.Connect(ctx, cfg, kube, o.PrometheusURL, o.root)
+	prom, err := telemetry.ConnectWith(ctx, c, o.PrometheusURL, o.root)
 	if err != nil {
 		return nil, err
 	}
