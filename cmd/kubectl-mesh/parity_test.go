@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"go/ast"
 	"go/parser"
@@ -13,6 +14,17 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/testenv"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	sigsyaml "sigs.k8s.io/yaml"
 )
 
 // TestAnalyzeParityWithIstioctl runs `kubectl mesh analyze` and istioctl
@@ -88,8 +100,14 @@ func TestAnalyzeParityWithIstioctl(t *testing.T) {
 // "CODE level origin: message" lines, and its stderr.
 func analyzeJSON(t *testing.T, bin string, args []string) ([]string, string) {
 	t.Helper()
+	return analyzeJSONOn(t, env.Kubeconfig, bin, args)
+}
+
+// analyzeJSONOn is analyzeJSON against the cluster of kubeconfig.
+func analyzeJSONOn(t *testing.T, kubeconfig, bin string, args []string) ([]string, string) {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "PATH="+pathEnv, "KUBECONFIG="+env.Kubeconfig)
+	cmd.Env = append(os.Environ(), "PATH="+pathEnv, "KUBECONFIG="+kubeconfig)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -213,4 +231,195 @@ func istioModuleDir(t *testing.T) string {
 		t.Fatalf("go list istio.io/istio: %v", err)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// TestAnalyzeLiveParityWithIstioctl loads every fixture of Istio's analyzer
+// tests into a real API server and requires `kubectl mesh analyze` and
+// istioctl analyze to report the same messages on that cluster: the
+// snapshot our analyzers read must hold what istioctl's informers hold.
+func TestAnalyzeLiveParityWithIstioctl(t *testing.T) {
+	istioctl := filepath.Join(binDir, "istioctl")
+	live := startEnv(t, testenv.Options{IstioCRDs: true, GatewayAPICRDs: true})
+	pkg := filepath.Join(istioModuleDir(t), "pkg", "config", "analysis", "analyzers")
+	objs := fixtureObjects(t, filepath.Join(pkg, "testdata"))
+	// What the live source filters out, which no fixture has: another
+	// revision's config, and a namespace injection ignores. Each would be
+	// a finding if it were read.
+	for _, doc := range []string{
+		`{apiVersion: networking.istio.io/v1, kind: VirtualService, metadata: {name: canary-only, namespace: default, labels: {istio.io/rev: canary}}, spec: {hosts: [canary-only], http: [{route: [{destination: {host: nowhere-canary}}]}]}}`,
+		`{apiVersion: networking.istio.io/v1, kind: VirtualService, metadata: {name: default-rev, namespace: default, labels: {istio.io/rev: default}}, spec: {hosts: [default-rev], http: [{route: [{destination: {host: nowhere-default}}]}]}}`,
+		`{apiVersion: v1, kind: Service, metadata: {name: ignored, namespace: kube-system}, spec: {selector: {app: x}, ports: [{name: foo, port: 9080}]}}`,
+	} {
+		u := &unstructured.Unstructured{}
+		if err := sigsyaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+			t.Fatal(err)
+		}
+		objs = append(objs, u)
+	}
+	loaded := loadObjects(t, live, objs)
+	if loaded < 300 {
+		t.Fatalf("loaded %d of %d fixture objects: the comparison would compare little", loaded, len(objs))
+	}
+	for _, args := range [][]string{
+		{"analyze", "-A", "-o", "json"},
+		{"analyze", "-n", "default", "-o", "json"},
+	} {
+		theirs, theirErr := analyzeJSONOn(t, live.Kubeconfig, istioctl, args)
+		ours, ourErr := analyzeJSONOn(t, live.Kubeconfig, meshBin, args)
+		ours = slices.DeleteFunc(ours, func(m string) bool { return strings.HasPrefix(m, "KM") })
+		theirs, ours = orderFree(theirs), orderFree(ours)
+		for try := 0; try < 5 && !slices.Equal(theirs, ours); try++ {
+			theirs, theirErr = analyzeJSONOn(t, live.Kubeconfig, istioctl, args)
+			theirs = orderFree(theirs)
+		}
+		if !slices.Equal(theirs, ours) {
+			t.Errorf("%v: messages differ (%d from istioctl, %d from kubectl mesh)\nonly istioctl:\n  %s\nonly kubectl mesh:\n  %s\nstderr: %s", args, len(theirs), len(ours),
+				strings.Join(minus(theirs, ours), "\n  "), strings.Join(minus(ours, theirs), "\n  "), ourErr)
+			continue
+		}
+		if args[1] == "-A" && (!slices.ContainsFunc(ours, func(m string) bool { return strings.Contains(m, "nowhere-default") }) ||
+			slices.ContainsFunc(ours, func(m string) bool {
+				return strings.Contains(m, "nowhere-canary") || strings.Contains(m, "kube-system/ignored")
+			})) {
+			t.Errorf("%v: the default revision's VirtualService must be analyzed, the canary's and kube-system's Service not:\n  %s", args, strings.Join(ours, "\n  "))
+		}
+		if len(theirs) < 20 {
+			t.Errorf("%v: istioctl found only %d messages on %d objects: the comparison compared little (stderr: %s)", args, len(theirs), loaded, theirErr)
+		}
+		t.Logf("%v: %d messages on %d objects, the same from both", args, len(ours), loaded)
+	}
+}
+
+// orderDependent are the codes whose message depends on the order the
+// analyzer meets objects in, which is a map's in both tools: which
+// VirtualServices or Gateways a conflict lists, which unknown EnvoyFilter
+// field is named first, and whether an EnvoyFilter seen after another of
+// its name is IST0151 or IST0155.
+var orderDependent = map[string]string{"IST0109": "IST0109", "IST0133": "IST0133", "IST0145": "IST0145", "IST0151": "IST0151/5", "IST0155": "IST0151/5"}
+
+// orderFree keeps only the code (family), level and subject of the
+// order-dependent messages, and sorts again.
+func orderFree(msgs []string) []string {
+	out := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		code, rest, _ := strings.Cut(m, " ")
+		if fam, ok := orderDependent[code]; ok {
+			subject, _, _ := strings.Cut(rest, ": ")
+			m = fam + " " + subject + ": (order-dependent text)"
+		}
+		out = append(out, m)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// minus is a without b, counting repeats: a message twice in a and once
+// in b is once in the result.
+func minus(a, b []string) []string {
+	left := map[string]int{}
+	for _, s := range b {
+		left[s]++
+	}
+	var out []string
+	for _, s := range a {
+		if left[s] > 0 {
+			left[s]--
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// fixtureObjects reads every document of the fixtures that decodes as an
+// object; the fixtures' deliberately broken documents are left out.
+func fixtureObjects(t *testing.T, dir string) []*unstructured.Unstructured {
+	t.Helper()
+	var out []*unstructured.Unstructured
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".yaml") {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, doc := range strings.Split(string(b), "\n---") {
+			u := &unstructured.Unstructured{}
+			if err := sigsyaml.Unmarshal([]byte(doc), &u.Object); err != nil || u.Object == nil || u.GetKind() == "" || u.GetName() == "" {
+				continue
+			}
+			out = append(out, u)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// loadObjects creates the objects the API server accepts (the rest are
+// invalid by design or of kinds it does not serve), namespaces first and
+// webhook configurations last, so no webhook sees the others' creation.
+func loadObjects(t *testing.T, e *testenv.Env, objs []*unstructured.Unstructured) int {
+	t.Helper()
+	ctx := context.Background()
+	dc, err := discovery.NewDiscoveryClientForConfig(e.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, err := restmapper.GetAPIGroupResources(dc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapper := restmapper.NewDiscoveryRESTMapper(groups)
+	rank := func(u *unstructured.Unstructured) int {
+		switch u.GetKind() {
+		case "Namespace":
+			return 0
+		case "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration":
+			return 2
+		}
+		return 1
+	}
+	slices.SortStableFunc(objs, func(a, b *unstructured.Unstructured) int { return rank(a) - rank(b) })
+	cfg := rest.CopyConfig(e.Config)
+	cfg.WarningHandler = rest.NoWarnings{} // the fixtures' unknown fields are theirs
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	namespaces := map[string]bool{}
+	loaded := 0
+	for _, u := range objs {
+		if u.GetKind() == "Secret" && u.GetLabels()["istio/multiCluster"] == "true" {
+			// istioctl analyzes the clusters a remote secret names; these
+			// name none that answer, and kubectl mesh analyzes one cluster.
+			continue
+		}
+		m, err := mapper.RESTMapping(u.GroupVersionKind().GroupKind(), u.GroupVersionKind().Version)
+		if err != nil {
+			continue
+		}
+		r := dyn.Resource(m.Resource)
+		var ri dynamic.ResourceInterface = r
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			ns := u.GetNamespace()
+			if ns == "" {
+				ns = "default"
+			}
+			u.SetNamespace(ns)
+			if !namespaces[ns] {
+				namespaces[ns] = true
+				_, _ = e.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+			}
+			ri = r.Namespace(ns)
+		}
+		u.SetResourceVersion("")
+		if _, err := ri.Create(ctx, u, metav1.CreateOptions{}); err == nil {
+			loaded++
+		}
+	}
+	return loaded
 }

@@ -6,59 +6,13 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
-	"time"
 
 	"istio.io/istio/pkg/config/analysis/analyzers"
 	"istio.io/istio/pkg/config/analysis/diag"
 	"istio.io/istio/pkg/config/analysis/legacy/util/kuberesource"
-	authzv1 "k8s.io/api/authorization/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 )
-
-// Unreadable returns the resources Istio's analyzers watch cluster-wide that
-// the current user may not list. The analyzers' informers retry a denied
-// list forever, so this is asked first (one SelfSubjectAccessReview per
-// kind, concurrently) instead of hanging.
-func Unreadable(ctx context.Context, kube kubernetes.Interface) ([]string, error) {
-	var (
-		mu      sync.Mutex
-		denied  []string
-		firstEr error
-		wg      sync.WaitGroup
-	)
-	for _, gvr := range Inputs() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res, err := kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authzv1.SelfSubjectAccessReview{
-				Spec: authzv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authzv1.ResourceAttributes{
-					Verb: "list", Group: gvr.Group, Resource: gvr.Resource,
-				}},
-			}, metav1.CreateOptions{})
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err != nil && firstEr == nil:
-				firstEr = err
-			case err == nil && !res.Status.Allowed:
-				name := gvr.Resource
-				if gvr.Group != "" {
-					name += "." + gvr.Group
-				}
-				denied = append(denied, name)
-			}
-		}()
-	}
-	wg.Wait()
-	if firstEr != nil {
-		return nil, fmt.Errorf("cannot check read access for analysis: %w", firstEr)
-	}
-	sort.Strings(denied)
-	return denied, nil
-}
 
 // Abbreviate lists the first n items and counts the rest.
 func Abbreviate(items []string, n int) string {
@@ -88,14 +42,16 @@ func (e *DeniedError) Error() string {
 	return "cannot list " + Abbreviate(e.Kinds, 4) + " cluster-wide"
 }
 
-// RunChecked runs analyses concurrently with the read-access check that
-// keeps them from hanging: when a kind is unreadable the analyses are
-// cancelled and a *DeniedError returned. A *ParseError comes with the
-// messages, as from Run. Overlapping the check with the
-// informers' start hides its round trip.
-func RunChecked(ctx context.Context, kube kubernetes.Interface, opts ...Options) ([]diag.Messages, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+// RunLive analyzes the cluster behind kube: it takes one snapshot (with
+// the inputs of opts[0]'s analyzers, revision and Istio namespace, which
+// every analysis shares) and runs the analyses on it concurrently. A kind
+// the user may not list is a *DeniedError, before any analysis runs. A
+// *ParseError comes with the messages, as from Run.
+func RunLive(ctx context.Context, kube kubernetes.Interface, opts ...Options) ([]diag.Messages, error) {
+	snap, err := Read(ctx, kube, opts[0])
+	if err != nil {
+		return nil, err
+	}
 	type result struct {
 		msgs diag.Messages
 		err  error
@@ -103,25 +59,11 @@ func RunChecked(ctx context.Context, kube kubernetes.Interface, opts ...Options)
 	results := make([]chan result, len(opts))
 	for i, o := range opts {
 		results[i] = make(chan result, 1)
+		o.Snapshot = snap
 		go func() {
 			m, err := Run(ctx, o)
 			results[i] <- result{m, err}
 		}()
-	}
-	denied, err := Unreadable(ctx, kube)
-	if err == nil && len(denied) > 0 {
-		err = &DeniedError{Kinds: denied}
-	}
-	if err != nil {
-		cancel()
-		// Cancelled informers stop promptly; do not wait on one that does not.
-		for _, ch := range results {
-			select {
-			case <-ch:
-			case <-time.After(5 * time.Second):
-			}
-		}
-		return nil, err
 	}
 	out := make([]diag.Messages, len(opts))
 	var parseErr *ParseError

@@ -13,15 +13,15 @@ import (
 	"strings"
 	"sync"
 
+	"istio.io/istio/pkg/config"
 	"istio.io/istio/pkg/config/analysis/analyzers"
 	"istio.io/istio/pkg/config/analysis/diag"
 	"istio.io/istio/pkg/config/analysis/local"
 	"istio.io/istio/pkg/config/analysis/msg"
 	istiomesh "istio.io/istio/pkg/config/mesh"
 	"istio.io/istio/pkg/config/resource"
-	"istio.io/istio/pkg/kube"
 	istiolog "istio.io/istio/pkg/log"
-	"k8s.io/client-go/rest"
+	"istio.io/istio/pkg/util/sets"
 	"k8s.io/klog/v2"
 )
 
@@ -36,11 +36,15 @@ type Options struct {
 	// Namespace limits the reported messages; empty means all namespaces.
 	Namespace      string
 	IstioNamespace string
-	// Live adds the cluster behind this config as a source; nil analyzes files only.
-	Live *rest.Config
-	// Revision is the control plane whose config objects (istio.io/rev) a
-	// live source reads; empty means the default revision.
+	// Snapshot adds the cluster as Read took it; nil analyzes files only.
+	Snapshot *Snapshot
+	// Revision is the control plane whose config objects (istio.io/rev)
+	// Read takes; empty means the default revision.
 	Revision string
+	// Changed, when set, runs only the analyzers that read one of these
+	// kinds: the others' findings cannot differ between the cluster as it
+	// is and as planned, so a plan's analysis need not read their inputs.
+	Changed sets.Set[config.GroupVersionKind]
 	// MeshConfig, when set, is the mesh config YAML to analyze with instead
 	// of the live cluster's (or the built-in defaults for files only).
 	MeshConfig string
@@ -86,35 +90,37 @@ func (e *ParseError) Error() string {
 // documents in Files cannot be parsed, the messages come with a *ParseError.
 func Run(ctx context.Context, o Options) (diag.Messages, error) {
 	Quiet()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	combined := analyzers.AllCombined()
-	if len(o.Analyzers) > 0 {
-		combined = analyzers.NamedCombined(o.Analyzers...)
+	combined := o.combined()
+	if len(combined.AnalyzerNames()) == 0 {
+		return nil, nil // nothing reads what changed
 	}
 	sa := local.NewIstiodAnalyzer(combined, resource.Namespace(o.Namespace), resource.Namespace(o.IstioNamespace), nil)
 	sa.SetSuppressions(o.Suppress)
-	if o.Live != nil {
-		c, err := kube.NewCLIClient(kube.NewClientConfigForRestConfig(o.Live))
+	if o.Snapshot != nil {
+		store, err := o.Snapshot.store()
 		if err != nil {
-			return nil, fmt.Errorf("analysis: cannot create a client: %w", err)
-		}
-		// Informers stop when ctx is cancelled; Shutdown waits for that.
-		defer func() { cancel(); c.Shutdown() }()
-		rev := o.Revision
-		if rev == "" {
-			rev = "default"
-		}
-		sa.AddRunningKubeSourceWithRevision(kube.EnableCrdWatcher(c), rev, false)
-	}
-	// After the live source, which reads the istio ConfigMap, so that this
-	// mesh config wins; before the defaults, which depend on it (istioctl's order).
-	if o.MeshConfig != "" {
-		if err := addMeshConfig(sa, o.MeshConfig); err != nil {
 			return nil, err
 		}
+		sa.AddSource(store)
+		// The cluster's mesh config, as Istio's live source reads it: one
+		// that does not parse leaves the defaults.
+		if m := o.Snapshot.mesh; m != "" && ValidateMeshConfig(m) == nil {
+			if err := withFile(m, sa.AddFileKubeMeshConfig); err != nil {
+				return nil, fmt.Errorf("analysis: mesh config: %w", err)
+			}
+			if n := o.Snapshot.networks; n != "" {
+				_ = withFile(n, sa.AddFileKubeMeshNetworks) // as the live source: bad networks keep the defaults
+			}
+		}
 	}
-	if o.Live == nil {
+	// After the cluster's, so that this mesh config wins; before the
+	// defaults, which depend on it (istioctl's order).
+	if o.MeshConfig != "" {
+		if err := withFile(o.MeshConfig, sa.AddFileKubeMeshConfig); err != nil {
+			return nil, fmt.Errorf("analysis: mesh config: %w", err)
+		}
+	}
+	if o.Snapshot == nil {
 		if err := sa.AddDefaultResources(); err != nil {
 			return nil, fmt.Errorf("analysis: %w", err)
 		}
@@ -129,6 +135,8 @@ func Run(ctx context.Context, o Options) (diag.Messages, error) {
 			parseErr = &ParseError{Errs: flatten(err)}
 		}
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the stores
 	res, err := sa.Analyze(ctx.Done())
 	if err != nil {
 		return nil, fmt.Errorf("analysis: %w", err)
@@ -162,25 +170,22 @@ func ValidateMeshConfig(yaml string) error {
 	return err
 }
 
-// addMeshConfig hands the analyzer a mesh config; its only entry point
-// for one is a file.
-func addMeshConfig(sa *local.IstiodAnalyzer, yaml string) error {
+// withFile hands the analyzer YAML through a file: its only entry point
+// for a mesh config or mesh networks.
+func withFile(yaml string, add func(file string) error) error {
 	f, err := os.CreateTemp("", "kubectl-mesh-meshconfig-*.yaml")
 	if err != nil {
-		return fmt.Errorf("analysis: %w", err)
+		return err
 	}
 	defer os.Remove(f.Name())
 	_, err = f.WriteString(yaml)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = sa.AddFileKubeMeshConfig(f.Name())
-	}
 	if err != nil {
-		return fmt.Errorf("analysis: mesh config: %w", err)
+		return err
 	}
-	return nil
+	return add(f.Name())
 }
 
 // Analyzers lists Istio's analyzers by name with their descriptions, in

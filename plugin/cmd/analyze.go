@@ -283,10 +283,6 @@ func (o *analyzeOptions) analyzeLive(ctx context.Context, c *cli.Context, ns str
 	if err := requireCluster(ctx, c, ns); err != nil {
 		return nil, err
 	}
-	var err error
-	if opts.Live, err = c.RESTConfig(); err != nil {
-		return nil, err
-	}
 	kube, err := c.Kube()
 	if err != nil {
 		return nil, err
@@ -294,7 +290,7 @@ func (o *analyzeOptions) analyzeLive(ctx context.Context, c *cli.Context, ns str
 	if err := o.selectRevision(ctx, kube, &opts); err != nil {
 		return nil, err
 	}
-	all, err := analysis.RunChecked(ctx, kube, opts)
+	all, err := analysis.RunLive(ctx, kube, opts)
 	var denied *analysis.DeniedError
 	if errors.As(err, &denied) {
 		return nil, exitcode.New(exitcode.NoPerm, fmt.Errorf("Istio's analyzers read the whole cluster, but you %s: ask for read access, or analyze files only with --use-kube=false", denied))

@@ -21,11 +21,12 @@ import (
 var journalNeeds = pipeline.Permission{Resource: "secrets", Verbs: []string{"get", "list", "create", "update"}}
 
 // analysisNeeds are the cluster-wide reads of Istio's analyzers (without
-// them plans carry the ANALYSIS-SKIPPED finding instead).
+// them plans carry the ANALYSIS-SKIPPED finding instead): one LIST per kind
+// for the snapshot they read, no watches.
 func analysisNeeds() []pipeline.Permission {
 	var out []pipeline.Permission
 	for _, gvr := range analysis.Inputs() {
-		out = append(out, pipeline.Permission{Group: gvr.Group, Resource: gvr.Resource, Verbs: []string{"get", "list", "watch"}, ClusterWide: true})
+		out = append(out, pipeline.Permission{Group: gvr.Group, Resource: gvr.Resource, Verbs: []string{"list"}, ClusterWide: true})
 	}
 	return out
 }

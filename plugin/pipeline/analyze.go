@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"istio.io/istio/pkg/config/analysis/diag"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/analysis"
@@ -18,10 +19,6 @@ import (
 // Findings that exist already are only counted: real clusters are noisy and
 // a plan should not be blocked by problems it did not cause.
 func (r *Runner) analyze(ctx context.Context, plan *Plan, threshold Severity) ([]string, error) {
-	rc, err := r.C.RESTConfig()
-	if err != nil {
-		return nil, err
-	}
 	kube, err := r.C.Kube()
 	if err != nil {
 		return nil, err
@@ -36,17 +33,21 @@ func (r *Runner) analyze(ctx context.Context, plan *Plan, threshold Severity) ([
 		buf.Write(b)
 	}
 	inPlan := map[string]bool{}
+	var kinds []schema.GroupVersionKind
 	for _, o := range plan.Objects() {
 		inPlan[o.GetKind()+" "+o.GetNamespace()+"/"+o.GetName()] = true
 		inPlan[o.GetKind()+" "+o.GetName()] = true
+		kinds = append(kinds, o.GroupVersionKind())
 	}
 
-	// The cluster as it is and as planned, analyzed side by side.
-	opts := analysis.Options{IstioNamespace: r.C.Engine.IstioNamespace, Live: rc}
+	// The cluster as it is and as planned, analyzed side by side from one
+	// snapshot, by the analyzers that read a kind the plan changes: the
+	// others find the same either way.
+	opts := analysis.Options{IstioNamespace: r.C.Engine.IstioNamespace, Changed: analysis.Changed(kinds...)}
 	planned := opts
 	planned.Files = []analysis.Source{{Name: "plan", Reader: &buf}}
 	planned.Planned = true
-	res, err := analysis.RunChecked(ctx, kube, opts, planned)
+	res, err := analysis.RunLive(ctx, kube, opts, planned)
 	var denied *analysis.DeniedError
 	if errors.As(err, &denied) {
 		// Analysis needs cluster-wide reads; without them the plan gets a
@@ -54,7 +55,7 @@ func (r *Runner) analyze(ctx context.Context, plan *Plan, threshold Severity) ([
 		plan.Checks = append(plan.Checks, Check{
 			ID: "ANALYSIS-SKIPPED", Severity: Warning,
 			Message: fmt.Sprintf("Istio analysis skipped: you %s", denied),
-			Hint:    "ask for read access to these kinds (a ClusterRole with get/list/watch; kubectl mesh rbac prints one), or accept with --accept ANALYSIS-SKIPPED",
+			Hint:    "ask for read access to these kinds (a ClusterRole with list; kubectl mesh rbac prints one), or accept with --accept ANALYSIS-SKIPPED",
 		})
 		return nil, nil
 	} else if err != nil {
