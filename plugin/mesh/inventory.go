@@ -135,35 +135,31 @@ func Inventory(ctx context.Context, kube kubernetes.Interface, md metadata.Inter
 	}
 	byRef := map[string]*Workload{}
 	var order []string
-	opts := metav1.ListOptions{Limit: 500}
-	for {
-		pods, err := kube.CoreV1().Pods(ns).List(ctx, opts)
-		if err != nil {
-			return nil, err
+	// resourceVersion=0: one response from the API server's watch cache
+	// whatever the namespace's size, as an informer's first list; a plan
+	// is verified against the cluster after it is applied anyway.
+	pods, err := kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+	if err != nil {
+		return nil, err
+	}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
 		}
-		for i := range pods.Items {
-			p := &pods.Items[i]
-			if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
-				continue
+		kind, name := "Pod", p.Name
+		if ref := metav1.GetControllerOf(p); ref != nil {
+			kind, name = ref.Kind, ref.Name
+			if up, ok := owner[p.Namespace+"/"+kind+"/"+name]; ok {
+				kind, name = up.Kind, up.Name
 			}
-			kind, name := "Pod", p.Name
-			if ref := metav1.GetControllerOf(p); ref != nil {
-				kind, name = ref.Kind, ref.Name
-				if up, ok := owner[p.Namespace+"/"+kind+"/"+name]; ok {
-					kind, name = up.Kind, up.Name
-				}
-			}
-			key := p.Namespace + "/" + kind + "/" + name
-			if byRef[key] == nil {
-				byRef[key] = &Workload{Namespace: p.Namespace, Kind: kind, Name: name}
-				order = append(order, key)
-			}
-			byRef[key].Pods = append(byRef[key].Pods, ClassifyPod(p))
 		}
-		if pods.Continue == "" {
-			break
+		key := p.Namespace + "/" + kind + "/" + name
+		if byRef[key] == nil {
+			byRef[key] = &Workload{Namespace: p.Namespace, Kind: kind, Name: name}
+			order = append(order, key)
 		}
-		opts.Continue = pods.Continue
+		byRef[key].Pods = append(byRef[key].Pods, ClassifyPod(p))
 	}
 	sort.Strings(order)
 	out := make([]Workload, len(order))
