@@ -214,7 +214,18 @@ func listTyped(ctx context.Context, kube kubernetes.Interface, k collectionKind,
 	if err != nil {
 		return nil, fmt.Errorf("decoding the list: %w", err)
 	}
-	return meta.ExtractList(obj)
+	items, err := meta.ExtractList(obj)
+	if err != nil {
+		return nil, err
+	}
+	for _, it := range items {
+		// No analyzer reads managedFields (Istio's own caches drop them
+		// too), and they are a large share of every object.
+		if m, err := meta.Accessor(it); err == nil {
+			m.SetManagedFields(nil)
+		}
+	}
+	return items, nil
 }
 
 // runtimeFieldSelector is the live source's field selector per kind: no
