@@ -130,6 +130,29 @@ func run() error {
 			row{fmt.Sprintf("analyze -n %s: peak RSS", ns), mib(oursRSS), mib(theirsRSS), ratio(float64(oursRSS), float64(theirsRSS))})
 	}
 
+	// analyze -A on a cluster the size of a large production mesh: the
+	// namespaces above plus these.
+	huge := size{"huge", 5000, 1000, 10000}
+	fmt.Fprintf(os.Stderr, "seeding bench-huge: %d pods, %d services, %d Istio objects…\n", huge.pods, huge.services, huge.config)
+	if err := seed(ctx, env.Config, "bench-huge", huge); err != nil {
+		return err
+	}
+	oursAll, oursAllRSS, err := measure([]string{mesh, "analyze", "-A"}, env.Kubeconfig, runs)
+	if err != nil {
+		return err
+	}
+	theirsAll, theirsAllRSS, err := measure([]string{istioctl, "analyze", "-A"}, env.Kubeconfig, runs)
+	if err != nil {
+		return err
+	}
+	total := size{pods: huge.pods, services: huge.services, config: huge.config}
+	for _, sz := range sizes {
+		total.pods, total.services, total.config = total.pods+sz.pods, total.services+sz.services, total.config+sz.config
+	}
+	rows = append(rows,
+		row{fmt.Sprintf("analyze -A (%d pods, %d svc, %d Istio objects): wall time", total.pods, total.services, total.config), oursAll.Round(time.Millisecond).String(), theirsAll.Round(time.Millisecond).String(), ratio(float64(oursAll), float64(theirsAll))},
+		row{"analyze -A: peak RSS", mib(oursAllRSS), mib(theirsAllRSS), ratio(float64(oursAllRSS), float64(theirsAllRSS))})
+
 	ours, _, err := measure([]string{mesh, "version", "--client"}, env.Kubeconfig, 10)
 	if err != nil {
 		return err
