@@ -103,15 +103,16 @@ func Read(ctx context.Context, kube kubernetes.Interface, o Options) (*Snapshot,
 	}
 	wantConfigMaps := false
 	for _, k := range kinds {
+		if k.gvk == gvk.ConfigMap {
+			wantConfigMaps = true // read below, with the mesh config
+			continue
+		}
 		wg.Add(1)
 		switch _, isRuntime := runtimeKinds.FindByGroupVersionKind(k.gvk); {
 		case isRuntime:
 			// Service discovery kinds: every revision's, minus the
 			// namespaces and secrets the live source leaves out.
 			go list(k, "", runtimeFieldSelector(k.gvk), nil)
-		case k.gvk == gvk.ConfigMap:
-			wantConfigMaps = true
-			wg.Done() // read below, with the mesh config
 		case k.gvk == gvk.KubernetesGateway:
 			go list(k, "", "", nil) // Istio reads Gateways of every revision
 		default:
