@@ -40,6 +40,9 @@ type Context struct {
 	Now      func() time.Time
 	// Args is the command line, recorded in the journal.
 	Args []string
+	// ChangeSets are the IDs of the change sets this command recorded, in
+	// order (the fleet prints the undo command per cluster from them).
+	ChangeSets []string
 
 	once    sync.Once
 	restCfg *rest.Config

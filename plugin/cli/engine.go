@@ -39,6 +39,10 @@ type EngineOptions struct {
 	// Diff is "full" (summary first when long, paged on a terminal) or
 	// "summary" (the table only).
 	Diff string
+	// ReportFile, when set with OutputDir, receives the plan's checks and
+	// analysis as JSON (pipeline.Report). The fleet sets it per cluster;
+	// it is not a flag.
+	ReportFile string
 }
 
 // DefaultEngineOptions returns the defaults documented in --help.

@@ -13,21 +13,50 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/analysis"
 )
 
+// Finding is an Istio analyzer message on the cluster as planned that
+// the plan introduces or that names a planned object.
+type Finding struct {
+	Code     string `json:"code"`
+	Level    string `json:"level"`
+	Message  string `json:"message"`
+	Blocking bool   `json:"blocking"`
+}
+
 // analyze runs Istio's analyzers on the cluster as it is and as it would be
 // after the plan, prints the findings the plan introduces (or that name a
 // planned object), and returns the codes of those at or above threshold.
-// Findings that exist already are only counted: real clusters are noisy and
-// a plan should not be blocked by problems it did not cause.
 func (r *Runner) analyze(ctx context.Context, plan *Plan, threshold Severity) ([]string, error) {
-	kube, err := r.C.Kube()
+	fs, preexisting, err := r.findings(ctx, plan, threshold)
 	if err != nil {
 		return nil, err
+	}
+	var blocked []string
+	for _, f := range fs {
+		fmt.Fprintln(r.C.Streams.ErrOut, f.Message)
+		if f.Blocking {
+			blocked = append(blocked, f.Code)
+		}
+	}
+	if preexisting > 0 {
+		fmt.Fprintf(r.C.Streams.ErrOut, "Istio analysis: %d finding(s) already present in the cluster are not caused by this plan (see kubectl mesh analyze -A).\n", preexisting)
+	}
+	return blocked, nil
+}
+
+// findings returns what analyze reports, and how many findings exist
+// already. Those are only counted: real clusters are noisy and a plan
+// should not be blocked by problems it did not cause. Without read access
+// the plan gets an ANALYSIS-SKIPPED check instead.
+func (r *Runner) findings(ctx context.Context, plan *Plan, threshold Severity) ([]Finding, int, error) {
+	kube, err := r.C.Kube()
+	if err != nil {
+		return nil, 0, err
 	}
 	var buf bytes.Buffer
 	for _, o := range plan.Objects() {
 		b, err := yaml.Marshal(o.Object)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		buf.WriteString("---\n")
 		buf.Write(b)
@@ -57,9 +86,9 @@ func (r *Runner) analyze(ctx context.Context, plan *Plan, threshold Severity) ([
 			Message: fmt.Sprintf("Istio analysis skipped: you %s", denied),
 			Hint:    "ask for read access to these kinds (a ClusterRole with list; kubectl mesh rbac prints one), or accept with --accept ANALYSIS-SKIPPED",
 		})
-		return nil, nil
+		return nil, 0, nil
 	} else if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	before, after := res[0], res[1]
 
@@ -67,23 +96,20 @@ func (r *Runner) analyze(ctx context.Context, plan *Plan, threshold Severity) ([
 	for _, m := range before {
 		existing[analysis.Key(m)] = true
 	}
-	var blocked []string
+	var out []Finding
 	preexisting := 0
 	for _, m := range after {
-		sev := levelSeverity(m.Type.Level())
 		if existing[analysis.Key(m)] && !inPlan[analysis.Subject(m)] {
 			preexisting++
 			continue
 		}
-		fmt.Fprintln(r.C.Streams.ErrOut, m.String())
-		if sev >= threshold && !accepted(r.C.Engine.Accept, m.Type.Code()) {
-			blocked = append(blocked, m.Type.Code())
-		}
+		sev := levelSeverity(m.Type.Level())
+		out = append(out, Finding{
+			Code: m.Type.Code(), Level: sev.String(), Message: m.String(),
+			Blocking: sev >= threshold && !accepted(r.C.Engine.Accept, m.Type.Code()),
+		})
 	}
-	if preexisting > 0 {
-		fmt.Fprintf(r.C.Streams.ErrOut, "Istio analysis: %d finding(s) already present in the cluster are not caused by this plan (see kubectl mesh analyze -A).\n", preexisting)
-	}
-	return blocked, nil
+	return out, preexisting, nil
 }
 
 func levelSeverity(l diag.Level) Severity {

@@ -14,11 +14,18 @@ import (
 )
 
 // exportable returns the plan's objects as they would be written: Secret
-// values masked unless --show-secrets.
+// values masked unless --show-secrets, and without what the API server
+// fills in. A plan that puts a team's object back (Replace) starts from
+// the live object, and its uid and resourceVersion would make GitOps
+// engines refuse or conflict on every sync.
 func (r *Runner) exportable(plan *Plan) []*unstructured.Unstructured {
 	var out []*unstructured.Unstructured
 	for _, o := range plan.Objects() {
 		c := o.DeepCopy()
+		for _, f := range []string{"uid", "resourceVersion", "creationTimestamp", "generation", "managedFields"} {
+			unstructured.RemoveNestedField(c.Object, "metadata", f)
+		}
+		unstructured.RemoveNestedField(c.Object, "status")
 		if !r.C.Engine.ShowSecrets {
 			maskAll(c)
 		}
@@ -65,11 +72,7 @@ func writeDir(dir string, objs []*unstructured.Unstructured) error {
 	}
 	var files []string
 	for i, o := range objs {
-		name := fmt.Sprintf("%03d-%s-%s", i+1, strings.ToLower(o.GetKind()), o.GetName())
-		if ns := o.GetNamespace(); ns != "" {
-			name += "." + ns
-		}
-		name += ".yaml"
+		name := ManifestFile(i+1, o)
 		b, err := yaml.Marshal(o.Object)
 		if err != nil {
 			return err
@@ -85,6 +88,16 @@ func writeDir(dir string, objs []*unstructured.Unstructured) error {
 		"resources":  files,
 	})
 	return os.WriteFile(filepath.Join(dir, "kustomization.yaml"), k, 0o644)
+}
+
+// ManifestFile names the n-th object's file in an output directory:
+// numbered in apply order, then kind, name and namespace.
+func ManifestFile(n int, o *unstructured.Unstructured) string {
+	name := fmt.Sprintf("%03d-%s-%s", n, strings.ToLower(o.GetKind()), o.GetName())
+	if ns := o.GetNamespace(); ns != "" {
+		name += "." + ns
+	}
+	return name + ".yaml"
 }
 
 // printPlan is --dry-run=client: what would be done, validated by nobody.

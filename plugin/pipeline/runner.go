@@ -41,6 +41,7 @@ func (r *Runner) Run(ctx context.Context, plan *Plan) error {
 	stderr := r.C.Streams.ErrOut
 	stampManaged(plan)
 	sortPhases(plan)
+	threshold, _ := cli.ParseSeverity(e.FailureThreshold)
 
 	if e.Output != "" || e.OutputDir != "" {
 		// The manifests go to stdout; what the user should know about
@@ -48,13 +49,17 @@ func (r *Runner) Run(ctx context.Context, plan *Plan) error {
 		for _, n := range plan.Notes {
 			fmt.Fprintf(stderr, "note: %s\n", n)
 		}
+		if e.ReportFile != "" {
+			if err := r.writeReport(ctx, plan, Severity(threshold)); err != nil {
+				return err
+			}
+		}
 		return r.export(plan)
 	}
 	if e.DryRun == cli.DryRunClient {
 		return r.printPlan(plan)
 	}
 
-	threshold, _ := cli.ParseSeverity(e.FailureThreshold)
 	if plan.Report != nil {
 		plan.Report(stderr)
 	}
@@ -344,6 +349,7 @@ func (r *Runner) apply(ctx context.Context, srv *server, plan *Plan, diffs []*Ob
 		return err
 	}
 	fmt.Fprintf(r.C.Streams.ErrOut, "Recorded change set %s.\n", cs.ID)
+	r.C.ChangeSets = append(r.C.ChangeSets, cs.ID)
 	sync := r.startProxySync(ctx, todo)
 
 	finish := func(status string, cause error) error {
