@@ -14,7 +14,7 @@ import (
 // TestDocsUpToDate: docs/ holds one page per command, exactly as generated
 // from the commands; run `make docs` after changing a command.
 func TestDocsUpToDate(t *testing.T) {
-	root, _ := cmd.NewRoot(genericiooptions.NewTestIOStreamsDiscard(), workflows.All()...)
+	root, _ := cmd.NewRoot(genericiooptions.NewTestIOStreamsDiscard(), workflows.All)
 	dir := t.TempDir()
 	if err := cmd.WriteDocs(root, dir); err != nil {
 		t.Fatal(err)

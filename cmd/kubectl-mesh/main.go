@@ -18,7 +18,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	streams := genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
-	root, _ := cmd.NewRoot(streams, workflows.All()...)
+	root, _ := cmd.NewRoot(streams, workflows.All)
 	code, msg := cmd.Execute(ctx, root)
 	stop()
 	if msg != "" {

@@ -14,7 +14,7 @@ import (
 )
 
 func main() {
-	root, _ := cmd.NewRoot(genericiooptions.IOStreams{In: strings.NewReader(""), Out: os.Stdout, ErrOut: os.Stderr}, workflows.All()...)
+	root, _ := cmd.NewRoot(genericiooptions.IOStreams{In: strings.NewReader(""), Out: os.Stdout, ErrOut: os.Stderr}, workflows.All)
 	if err := cmd.WriteDocs(root, "docs"); err != nil {
 		fmt.Fprintln(os.Stderr, "docs:", err)
 		os.Exit(1)

@@ -17,9 +17,11 @@ import (
 )
 
 // NewRoot returns the root command. Workflows (and groups of them) come
-// from the caller so this package never imports them.
-func NewRoot(streams genericiooptions.IOStreams, commands ...pipeline.Command) (*cobra.Command, *cli.Context) {
+// from the caller, fresh instances per call, so this package never imports
+// them (and a run across several clusters builds a tree per cluster).
+func NewRoot(streams genericiooptions.IOStreams, commands func() []pipeline.Command) (*cobra.Command, *cli.Context) {
 	c := cli.New(streams)
+	ff := &fleetFlags{}
 	root := &cobra.Command{
 		Use:   "kubectl-mesh",
 		Short: "Guided, safe Istio changes for platform teams",
@@ -53,35 +55,56 @@ confirmation, verifies, and records a change set you can undo.`,
 		return exitcode.Usagef("%v; see kubectl mesh --help", err)
 	})
 	conn := connectionFlags(c.Flags.AddFlags)
+	ff.addConnectionFlags(conn)
 	root.PersistentFlags().AddFlagSet(conn)
 	c.Engine.AddScopeFlags(root.PersistentFlags())
 	cobra.AddTemplateFunc("meshFlags", flagUsages(conn))
 	root.SetUsageTemplate(usageTemplate)
 
-	root.AddCommand(newVersion(c), newAnalyze(c), newHistory(c), newUndo(c), newRBAC(c, commands), newOptions(conn))
-	for _, w := range commands {
+	workflows := commands()
+	root.AddCommand(newVersion(c), readsFleet(newAnalyze(c)), readsFleet(newHistory(c)), newUndo(c), newRBAC(c, workflows), newOptions(conn))
+	for _, w := range workflows {
 		switch w := w.(type) {
 		case pipeline.Workflow:
-			root.AddCommand(bind(c, w))
+			root.AddCommand(bind(c, ff, w))
 		case pipeline.Group:
 			parent := w.Command()
 			for _, sub := range w.Workflows() {
-				parent.AddCommand(bind(c, sub))
+				parent.AddCommand(bind(c, ff, sub))
 			}
 			root.AddCommand(parent)
 		}
 	}
 	setupCompletion(root, c)
+	(&fleetRunner{c: c, flags: ff, newRoot: func(s genericiooptions.IOStreams) (*cobra.Command, *cli.Context) {
+		return NewRoot(s, commands)
+	}}).wrap(root)
 	return root, c
+}
+
+// readsFleet marks a read-only command that runs on several clusters.
+func readsFleet(cmd *cobra.Command) *cobra.Command {
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{}
+	}
+	cmd.Annotations[fleetAnnotation] = fleetRead
+	return cmd
 }
 
 // bind wires a workflow into the engine: Complete → Validate → Plan →
 // Runner. Only workflows that change the cluster take the engine's flags
 // for changes (--yes, --dry-run, -o yaml|json, --accept …).
-func bind(c *cli.Context, w pipeline.Workflow) *cobra.Command {
+func bind(c *cli.Context, ff *fleetFlags, w pipeline.Workflow) *cobra.Command {
 	cmd := w.Command()
-	if _, readOnly := w.(pipeline.ReadOnly); !readOnly {
+	if _, readOnly := w.(pipeline.ReadOnly); readOnly {
+		readsFleet(cmd)
+	} else {
 		c.Engine.AddChangeFlags(cmd.Flags())
+		ff.addPlanFlags(cmd.Flags())
+		if cmd.Annotations == nil {
+			cmd.Annotations = map[string]string{}
+		}
+		cmd.Annotations[fleetAnnotation] = fleetPlan
 	}
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		ctx := cmd.Context()
