@@ -23,3 +23,13 @@ func startEnv(t *testing.T, opts testenv.Options) *testenv.Env {
 }
 
 func sleep() { time.Sleep(100 * time.Millisecond) }
+
+// waitFor polls cond for up to 30 s (what, for the failure message).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); sleep() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
