@@ -81,12 +81,7 @@ func TestFleet(t *testing.T) {
 	on := []string{"KUBECONFIG=" + kubeconfig}
 	run := func(t *testing.T, code int, args ...string) result {
 		t.Helper()
-		r := kubectl(t, on, append([]string{"mesh"}, args...)...)
-		if r.code != code {
-			t.Fatalf("kubectl mesh %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, code, r.stdout, r.stderr)
-		}
-		assertNoLeaks(t, r)
-		return r
+		return meshOn(t, on, code, args...)
 	}
 	kc := func(t *testing.T, context string, args ...string) string {
 		t.Helper()
@@ -258,6 +253,20 @@ spec: {hosts: [shop.example.com], http: [{route: [{destination: {host: nowhere.s
 		run(t, 0, "migrate-mtls", "-n", "shop", "--context", "east,west,north", "--output-dir", flux, "--waves", "1,N", "--gitops", "flux", "--gitops-path", "clusters-repo/mesh")
 		out = kc(t, "east", "apply", "--dry-run=server", "-f", filepath.Join(flux, "flux", "kustomizations.yaml"), "-o", "json")
 		mustContain(t, "Flux", out, `"name": "mesh-west"`, `"dependsOn": [`, `"path": "./clusters-repo/mesh/clusters/north"`)
+	})
+
+	t.Run("stdin", func(t *testing.T) {
+		// -f - is read once and every cluster plans the same manifests.
+		r := kubectlIn(t, on, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fleet-probe, namespace: shop}\ndata: {a: b}\n",
+			"mesh", "apply", "-f", "-", "--context", "east,west", "--dry-run=server")
+		if r.code != 1 {
+			t.Fatalf("apply -f - --dry-run=server on two clusters: exit %d, want 1 (changes)\n%s", r.code, r.stderr)
+		}
+		assertNoLeaks(t, r)
+		mustContain(t, "dry run", r.stderr, "=== wave 1: east (", "=== wave 2: west (", "changes (dry run)")
+		if n := strings.Count(r.stderr, "+++ planned/ConfigMap/fleet-probe -n shop"); n != 2 {
+			t.Errorf("the ConfigMap is planned %d times, want once per cluster:\n%s", n, r.stderr)
+		}
 	})
 
 	t.Run("waves", func(t *testing.T) {

@@ -105,7 +105,13 @@ func kubectlIn(t *testing.T, extraEnv []string, stdin string, args ...string) re
 // mesh runs `kubectl mesh args…` and fails the test on an unexpected exit code.
 func mesh(t *testing.T, wantCode int, args ...string) result {
 	t.Helper()
-	r := kubectl(t, nil, append([]string{"mesh"}, args...)...)
+	return meshOn(t, nil, wantCode, args...)
+}
+
+// meshOn is mesh with extraEnv (another KUBECONFIG).
+func meshOn(t *testing.T, extraEnv []string, wantCode int, args ...string) result {
+	t.Helper()
+	r := kubectl(t, extraEnv, append([]string{"mesh"}, args...)...)
 	if r.code != wantCode {
 		t.Fatalf("kubectl mesh %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, wantCode, r.stdout, r.stderr)
 	}

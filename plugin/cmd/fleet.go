@@ -51,6 +51,9 @@ type fleetRunner struct {
 	c       *cli.Context
 	flags   *fleetFlags
 	newRoot func(genericiooptions.IOStreams) (*cobra.Command, *cli.Context)
+	// stdin is read once when a flag names it ("-f -") and handed to
+	// every cluster's run.
+	stdin []byte
 }
 
 // addFleetConnectionFlags documents --context a,b,c and adds --all-contexts
@@ -129,6 +132,7 @@ type sub struct {
 // reads; extra adds flags per member.
 func (f *fleetRunner) subs(cmd *cobra.Command, args []string, ms []fleet.Member, streams *genericiooptions.IOStreams, drop []string, extra func(fleet.Member) []string) []sub {
 	base := commandPath(cmd)
+	dash := false // "-f -": every cluster reads the same stdin
 	cmd.Flags().Visit(func(fl *pflag.Flag) {
 		if fl.Name == "context" || fl.Name == "all-contexts" || slices.Contains(drop, fl.Name) {
 			return
@@ -136,17 +140,24 @@ func (f *fleetRunner) subs(cmd *cobra.Command, args []string, ms []fleet.Member,
 		if sv, ok := fl.Value.(pflag.SliceValue); ok {
 			for _, v := range sv.GetSlice() {
 				base = append(base, "--"+fl.Name+"="+v)
+				dash = dash || v == "-"
 			}
 			return
 		}
 		base = append(base, "--"+fl.Name+"="+fl.Value.String())
 	})
+	if dash && f.stdin == nil {
+		f.stdin, _ = io.ReadAll(f.c.Streams.In)
+	}
 	out := make([]sub, len(ms))
 	for i, m := range ms {
 		s := sub{out: &bytes.Buffer{}, err: &bytes.Buffer{}}
-		st := genericiooptions.IOStreams{In: strings.NewReader(""), Out: s.out, ErrOut: s.err}
+		st := genericiooptions.IOStreams{In: bytes.NewReader(f.stdin), Out: s.out, ErrOut: s.err}
 		if streams != nil {
 			st = *streams
+			if dash { // a pipe, so no questions either
+				st.In = bytes.NewReader(f.stdin)
+			}
 		}
 		line := append(slices.Clone(base), "--context="+m.Context)
 		if extra != nil {
