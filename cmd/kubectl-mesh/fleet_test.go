@@ -155,6 +155,12 @@ spec: {hosts: [shop.example.com], http: [{route: [{destination: {host: nowhere.s
 			t.Errorf("check across clusters: exit %d, want the worst cluster's %d", r.code, worst)
 		}
 		mustContain(t, "check", r.stdout, "=== east (", "=== north (", "1 error(s): IST0101 VirtualService shop/broken")
+		// canary status is read-only too: each cluster answers for itself.
+		r = kubectl(t, on, "mesh", "canary", "status", "-n", "shop", "reviews", "--context", "east,west")
+		mustContain(t, "canary status", r.stdout, "=== east (", "=== west (", "CONTEXT  SERVER")
+		if r.code == 0 || strings.Contains(r.stdout+r.stderr, "works on one cluster") {
+			t.Errorf("canary status of a Service without a canary: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
 		r = run(t, 0, "history", "--all-contexts", "-o", "yaml", "--kubeconfig", kubeconfigOf(t, envs))
 		mustContain(t, "history", r.stdout, "east:\n", "north:\n", "west:\n", "exitCode: 0")
 	})
