@@ -40,6 +40,10 @@ type Context struct {
 	Now      func() time.Time
 	// Args is the command line, recorded in the journal.
 	Args []string
+	// Source, when set, supplies the clients instead of the kubeconfig
+	// flags: tests hand in fake clients (as kubectl's cmdtesting factory
+	// does), so the Runner and workflows run without a cluster.
+	Source ClientSource
 	// ChangeSets are the IDs of the change sets this command recorded, in
 	// order (the fleet prints the undo command per cluster from them).
 	ChangeSets []string
@@ -112,6 +116,13 @@ func (c *Context) RESTConfig() (*rest.Config, error) {
 	return c.restCfg, c.err
 }
 
+// ClientSource builds the clients a command talks to the cluster with.
+type ClientSource interface {
+	Clients() (Clients, error)
+	Mapper() (meta.ResettableRESTMapper, error)
+	Discovery() (discovery.CachedDiscoveryInterface, error)
+}
+
 // Clients are the three clients most workflows read with.
 type Clients struct {
 	Kube     kubernetes.Interface
@@ -121,30 +132,36 @@ type Clients struct {
 
 // Clients returns the typed, dynamic and metadata-only clients.
 func (c *Context) Clients() (Clients, error) {
+	if c.Source != nil {
+		return c.Source.Clients()
+	}
 	_, err := c.RESTConfig()
 	return Clients{Kube: c.kube, Dynamic: c.dyn, Metadata: c.md}, err
 }
 
 // Kube returns the typed client.
 func (c *Context) Kube() (kubernetes.Interface, error) {
-	_, err := c.RESTConfig()
-	return c.kube, err
+	cl, err := c.Clients()
+	return cl.Kube, err
 }
 
 // Dynamic returns the dynamic client.
 func (c *Context) Dynamic() (dynamic.Interface, error) {
-	_, err := c.RESTConfig()
-	return c.dyn, err
+	cl, err := c.Clients()
+	return cl.Dynamic, err
 }
 
 // Metadata returns the metadata-only client (labels and annotations without specs).
 func (c *Context) Metadata() (metadata.Interface, error) {
-	_, err := c.RESTConfig()
-	return c.md, err
+	cl, err := c.Clients()
+	return cl.Metadata, err
 }
 
 // Mapper returns the (cached, deferred) REST mapper.
 func (c *Context) Mapper() (meta.ResettableRESTMapper, error) {
+	if c.Source != nil {
+		return c.Source.Mapper()
+	}
 	m, err := c.Flags.ToRESTMapper()
 	if err != nil {
 		return nil, err
@@ -158,6 +175,9 @@ func (c *Context) Mapper() (meta.ResettableRESTMapper, error) {
 
 // Discovery returns the cached discovery client.
 func (c *Context) Discovery() (discovery.CachedDiscoveryInterface, error) {
+	if c.Source != nil {
+		return c.Source.Discovery()
+	}
 	return c.Flags.ToDiscoveryClient()
 }
 

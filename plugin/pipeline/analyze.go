@@ -76,7 +76,11 @@ func (r *Runner) findings(ctx context.Context, plan *Plan, threshold Severity) (
 	planned := opts
 	planned.Files = []analysis.Source{{Name: "plan", Reader: &buf}}
 	planned.Planned = true
-	res, err := analysis.RunLive(ctx, kube, opts, planned)
+	run := r.Analyze
+	if run == nil {
+		run = analysis.RunLive
+	}
+	res, err := run(ctx, kube, opts, planned)
 	var denied *analysis.DeniedError
 	if errors.As(err, &denied) {
 		// Analysis needs cluster-wide reads; without them the plan gets a

@@ -9,13 +9,16 @@ import (
 	"strings"
 	"time"
 
+	"istio.io/istio/pkg/config/analysis/diag"
 	authnv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/analysis"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/journal"
@@ -25,6 +28,9 @@ import (
 // Runner executes plans. It is the only code that writes to the cluster.
 type Runner struct {
 	C *cli.Context
+	// Analyze runs Istio's analyzers on the cluster and on the cluster as
+	// planned (analysis.RunLive when nil); unit tests hand in findings.
+	Analyze func(ctx context.Context, kube kubernetes.Interface, opts ...analysis.Options) ([]diag.Messages, error)
 }
 
 // writeTimeout bounds one object's re-read and write, which a Ctrl-C does
