@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -13,12 +12,10 @@ import (
 
 	"istio.io/istio/pkg/config/analysis/diag"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/client-go/discovery"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes"
 	kubefake "k8s.io/client-go/kubernetes/fake"
@@ -26,6 +23,7 @@ import (
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/analysis"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli/clitest"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/journal"
 )
@@ -145,33 +143,14 @@ func (f *fakeCluster) changeSets(t *testing.T) []*journal.ChangeSet {
 	return sets
 }
 
-type source struct{ f *fakeCluster }
-
-func (s source) Clients() (cli.Clients, error) {
-	return cli.Clients{Kube: s.f.kube, Dynamic: s.f.dyn}, nil
-}
-
-func (source) Mapper() (meta.ResettableRESTMapper, error) {
-	m := meta.NewDefaultRESTMapper(nil)
-	m.Add(schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, meta.RESTScopeNamespace)
-	m.Add(schema.GroupVersionKind{Version: "v1", Kind: "Namespace"}, meta.RESTScopeRoot)
-	return resettable{m}, nil
-}
-
-func (source) Discovery() (discovery.CachedDiscoveryInterface, error) {
-	return nil, errors.New("no discovery in unit tests")
-}
-
-type resettable struct{ meta.RESTMapper }
-
-func (resettable) Reset() {}
-
 // runner returns a Runner on the fake cluster whose analysis finds after
 // (on the cluster as planned) and nothing on the cluster as it is.
 func runner(f *fakeCluster, after ...diag.Message) (*Runner, *bytes.Buffer) {
 	var out bytes.Buffer
 	c := cli.New(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &out})
-	c.Source = source{f}
+	c.Source = clitest.Source{Kube: f.kube, Dynamic: f.dyn, Kinds: map[schema.GroupVersionKind]bool{
+		{Version: "v1", Kind: "ConfigMap"}: true, {Version: "v1", Kind: "Namespace"}: false,
+	}}
 	c.Args = []string{"kubectl-mesh", "test"}
 	c.Engine.ProxySyncTimeout = 0
 	return &Runner{C: c, Analyze: func(context.Context, kubernetes.Interface, ...analysis.Options) ([]diag.Messages, error) {
