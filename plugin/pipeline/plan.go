@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
 )
 
 // Op is what the runner does with an object.
@@ -91,8 +92,9 @@ type Plan struct {
 	// table): what the user needs to judge the plan.
 	Report func(w io.Writer)
 	// Result is printed after a successful apply (or instead of one when
-	// nothing changes); workflows use it for summaries.
-	Result func(w io.Writer)
+	// nothing changes); workflows use it for summaries. It reads the
+	// cluster with the context and clients the Runner hands it.
+	Result func(ctx context.Context, cl cli.Clients, w io.Writer)
 }
 
 // Objects returns every object the plan applies or replaces, in order.
@@ -134,10 +136,37 @@ type Group interface {
 }
 
 // Sequence is a workflow that runs several plans one after another (a
-// canary stepping itself with --auto): after each applied plan the runner
-// asks for the next one; nil ends the sequence.
+// canary stepping itself with --auto): after each applied plan the engine
+// waits the sequence's Pause, then asks for the next plan; nil ends the
+// sequence.
 type Sequence interface {
+	Pause() Pause
 	Next(ctx context.Context, c *cli.Context) (*Plan, error)
+}
+
+// Pause is the wait between two plans of a Sequence: how long, before
+// what ("the next gate"), and the command that continues after a Ctrl-C.
+type Pause struct {
+	For    time.Duration
+	Before string
+	Resume string
+}
+
+// Wait waits p.For (nothing when zero), saying so on w; a cancelled ctx
+// (Ctrl-C) ends the wait with exit 130 and the command to continue.
+func Wait(ctx context.Context, w io.Writer, p Pause) error {
+	if p.For <= 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "Waiting %s before %s…\n", p.For, p.Before)
+	t := time.NewTimer(p.For)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return exitcode.New(exitcode.Interrupted, fmt.Errorf("interrupted while waiting before %s; what is applied stays: continue with %s", p.Before, p.Resume))
+	case <-t.C:
+		return nil
+	}
 }
 
 // Workflow is the contract of a command that changes the cluster.

@@ -92,7 +92,7 @@ func (r *Runner) Run(ctx context.Context, plan *Plan) error {
 	if changed == 0 {
 		// Nothing to analyze or confirm: a re-run costs one read per object.
 		fmt.Fprintln(stderr, "No changes: the cluster already matches the plan.")
-		r.result(plan)
+		r.result(ctx, plan)
 		return nil
 	}
 	var blocked []string
@@ -313,10 +313,16 @@ func (r *Runner) confirm(changed int) error {
 	return nil
 }
 
-func (r *Runner) result(plan *Plan) {
-	if plan.Result != nil {
-		plan.Result(r.C.Streams.Out)
+func (r *Runner) result(ctx context.Context, plan *Plan) {
+	if plan.Result == nil {
+		return
 	}
+	cl, err := r.C.Clients()
+	if err != nil {
+		fmt.Fprintf(r.C.Streams.ErrOut, "warning: cannot show the result: %v\n", err)
+		return
+	}
+	plan.Result(ctx, cl, r.C.Streams.Out)
 }
 
 // apply records the change set, then writes phase by phase.
@@ -461,7 +467,7 @@ func (r *Runner) apply(ctx context.Context, srv *server, plan *Plan, diffs []*Ob
 	if err := r.waitProxySync(ctx, sync); err != nil {
 		return interruptedVerifying(cs.ID)
 	}
-	r.result(plan)
+	r.result(ctx, plan)
 	return nil
 }
 

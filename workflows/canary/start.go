@@ -363,7 +363,7 @@ func (o *start) build() (*pipeline.Plan, error) {
 	}
 	plan.Checks = routeChecks(dr, vs)
 	plan.Notes = append(plan.Notes, argoNote(t)...)
-	plan.Result = func(w io.Writer) { printState(w, t, s) }
+	plan.Result = func(_ context.Context, _ cli.Clients, w io.Writer) { printState(w, t, s) }
 	return plan, nil
 }
 
@@ -417,7 +417,7 @@ func (o *start) buildGateway(s *State) (*pipeline.Plan, error) {
 	plan.Phases = append(plan.Phases, pipeline.Phase{Name: "routes", Changes: []pipeline.Change{change(hr, t.HR != nil)}})
 	plan.Checks = gatewayChecks(t, s)
 	plan.Notes = append(plan.Notes, argoNote(t)...)
-	plan.Result = func(w io.Writer) { printState(w, t, s) }
+	plan.Result = func(_ context.Context, _ cli.Clients, w io.Writer) { printState(w, t, s) }
 	return plan, nil
 }
 

@@ -117,8 +117,8 @@ func (o *Options) build(live *unstructured.Unstructured, workloads []mesh.Worklo
 	}
 	plan.Notes = notes
 	plan.Report = func(w io.Writer) { fmt.Fprintln(w, "Before:"); printCoverage(w, workloads, o.Revision) }
-	plan.Result = func(w io.Writer) {
-		after, err := mesh.Inventory(context.Background(), kube, md, o.Namespace)
+	plan.Result = func(ctx context.Context, cl cli.Clients, w io.Writer) {
+		after, err := mesh.Inventory(ctx, cl.Kube, cl.Metadata, o.Namespace)
 		if err != nil {
 			fmt.Fprintf(w, "cannot read the namespace's pods: %v\n", err)
 			return

@@ -144,7 +144,7 @@ func (o *Options) build(now time.Time, existing []*unstructured.Unstructured) *p
 	plan.Checks = append(plan.Checks, o.inputChecks()...)
 	plan.Checks = append(plan.Checks, lint(ns, o.MTLS, append(existing, policies...), o.workloadLabels)...)
 	plan.Notes = o.notes()
-	plan.Result = func(w io.Writer) { o.summary(w) }
+	plan.Result = func(_ context.Context, _ cli.Clients, w io.Writer) { o.summary(w) }
 	return plan
 }
 
