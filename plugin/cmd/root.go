@@ -126,6 +126,9 @@ func bind(c *cli.Context, ff *fleetFlags, w pipeline.Workflow) *cobra.Command {
 			if !ok {
 				break
 			}
+			if err = pipeline.Wait(ctx, c.Streams.ErrOut, seq.Pause()); err != nil {
+				break
+			}
 			plan, err = seq.Next(ctx, c)
 		}
 		return err

@@ -339,3 +339,23 @@ func TestRunnerCtrlCBetweenWrites(t *testing.T) {
 		t.Errorf("journal after Ctrl-C: %+v", sets)
 	}
 }
+
+// TestWait: the engine's pause between a Sequence's plans is skipped at
+// zero, says what it waits for, and a Ctrl-C ends it with the command
+// that continues.
+func TestWait(t *testing.T) {
+	var out bytes.Buffer
+	if err := Wait(context.Background(), &out, Pause{}); err != nil || out.Len() != 0 {
+		t.Fatalf("zero pause: %v %q", err, out.String())
+	}
+	if err := Wait(context.Background(), &out, Pause{For: time.Millisecond, Before: "the next gate"}); err != nil || out.String() != "Waiting 1ms before the next gate…\n" {
+		t.Fatalf("short pause: %v %q", err, out.String())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start := time.Now()
+	err := Wait(ctx, &out, Pause{For: time.Hour, Before: "the next gate", Resume: "kubectl mesh canary step -n shop reviews"})
+	if code(err) != exitcode.Interrupted || !strings.Contains(err.Error(), "continue with kubectl mesh canary step -n shop reviews") || time.Since(start) > time.Second {
+		t.Fatalf("interrupted pause: %v (exit %d) after %s", err, code(err), time.Since(start))
+	}
+}

@@ -127,7 +127,7 @@ func TestPlansGolden(t *testing.T) {
 	})
 	t.Run("step-promote-cleanup", func(t *testing.T) {
 		tg := continueFrom(t, reviews(t, teamDR, teamVS), startPlan(t, reviews(t, teamDR, teamVS), func(o *start) { o.Header = "x-canary=true" }))
-		st := &step{To: -1, Pause: time.Second, gate: gate{Skip: true}}
+		st := &step{To: -1, PauseFor: time.Second, gate: gate{Skip: true}}
 		st.common = common{Service: "reviews", VersionLabel: "version", t: tg}
 		p, err := st.Plan(nil, nil)
 		if err != nil {

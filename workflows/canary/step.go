@@ -16,15 +16,15 @@ import (
 type step struct {
 	common
 	gate
-	To    int
-	Auto  bool
-	Pause time.Duration
+	To       int
+	Auto     bool
+	PauseFor time.Duration
 
 	aborted string
 	first   bool
 }
 
-func newStep() *step { return &step{To: -1, Pause: time.Minute} }
+func newStep() *step { return &step{To: -1, PauseFor: time.Minute} }
 
 func (o *step) Command() *cobra.Command {
 	cmd := &cobra.Command{
@@ -44,7 +44,7 @@ back to the stable version) and the command exits 79.`,
 	o.addGateFlags(f)
 	f.IntVar(&o.To, "to", o.To, "Weight to move to instead of the next step (0–100)")
 	f.BoolVar(&o.Auto, "auto", false, "Step through the rest of the plan, pausing between steps; abort on a failed gate")
-	f.DurationVar(&o.Pause, "pause", o.Pause, "With --auto, how long each weight runs before the next gate")
+	f.DurationVar(&o.PauseFor, "pause", o.PauseFor, "With --auto, how long each weight runs before the next gate")
 	return cmd
 }
 
@@ -65,8 +65,8 @@ func (o *step) Validate() error {
 			return err
 		}
 	}
-	if o.Pause <= 0 {
-		return fmt.Errorf("invalid --pause %v: use a positive duration such as 5m", o.Pause)
+	if o.PauseFor <= 0 {
+		return fmt.Errorf("invalid --pause %v: use a positive duration such as 5m", o.PauseFor)
 	}
 	return nil
 }
@@ -126,23 +126,26 @@ func (o *step) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, error)
 		Notes:  argoNote(o.t),
 	}
 	t := o.t
-	plan.Result = func(w io.Writer) { printState(w, t, s) }
+	plan.Result = func(_ context.Context, _ cli.Clients, w io.Writer) { printState(w, t, s) }
 	return plan, nil
 }
 
-// Next implements pipeline.Sequence: with --auto, pause, re-read and step again.
+// Pause implements pipeline.Sequence: with --auto each weight runs for
+// --pause before the next gate; the engine waits.
+func (o *step) Pause() pipeline.Pause {
+	if !o.Auto || o.aborted != "" {
+		return pipeline.Pause{}
+	}
+	return pipeline.Pause{For: o.PauseFor, Before: "the next gate", Resume: fmt.Sprintf("kubectl mesh canary step -n %s %s (the canary stays at its current weight)", o.t.Namespace, o.Service)}
+}
+
+// Next implements pipeline.Sequence: with --auto, re-read and step again.
 func (o *step) Next(ctx context.Context, c *cli.Context) (*pipeline.Plan, error) {
 	if o.aborted != "" {
 		return nil, exitcode.Blockedf("canary aborted, all traffic is back on %s: %s", o.t.State.Stable, o.aborted)
 	}
 	if !o.Auto {
 		return nil, nil
-	}
-	fmt.Fprintf(c.Streams.ErrOut, "Waiting %s before the next gate…\n", o.Pause)
-	select {
-	case <-ctx.Done():
-		return nil, exitcode.New(exitcode.Interrupted, fmt.Errorf("interrupted between steps; the canary stays at its current weight: continue with kubectl mesh canary step -n %s %s", o.t.Namespace, o.Service))
-	case <-time.After(o.Pause):
 	}
 	if err := o.load(ctx, c, []string{o.Service}); err != nil {
 		return nil, err
