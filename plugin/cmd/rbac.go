@@ -47,11 +47,7 @@ func newRBAC(c *cli.Context, commands []pipeline.Command) *cobra.Command {
 				names = append(names, name)
 			}
 			if g, ok := w.(pipeline.Group); ok {
-				var subs []pipeline.Command
-				for _, s := range g.Workflows() {
-					subs = append(subs, s)
-				}
-				collect(name+" ", subs)
+				collect(name+" ", g.Subcommands())
 			}
 		}
 	}

@@ -64,16 +64,15 @@ confirmation, verifies, and records a change set you can undo.`,
 	workflows := commands()
 	root.AddCommand(newVersion(c), readsFleet(newAnalyze(c)), readsFleet(newHistory(c)), newUndo(c), newRBAC(c, workflows), newOptions(conn))
 	for _, w := range workflows {
-		switch w := w.(type) {
-		case pipeline.Workflow:
-			root.AddCommand(bind(c, ff, w))
-		case pipeline.Group:
-			parent := w.Command()
-			for _, sub := range w.Workflows() {
+		if g, ok := w.(pipeline.Group); ok {
+			parent := g.Command()
+			for _, sub := range g.Subcommands() {
 				parent.AddCommand(bind(c, ff, sub))
 			}
 			root.AddCommand(parent)
+			continue
 		}
+		root.AddCommand(bind(c, ff, w))
 	}
 	setupCompletion(root, c)
 	(&fleetRunner{c: c, flags: ff, newRoot: func(s genericiooptions.IOStreams) (*cobra.Command, *cli.Context) {
@@ -91,47 +90,59 @@ func readsFleet(cmd *cobra.Command) *cobra.Command {
 	return cmd
 }
 
-// bind wires a workflow into the engine: Complete → Validate → Plan →
-// Runner. Only workflows that change the cluster take the engine's flags
-// for changes (--yes, --dry-run, -o yaml|json, --accept …).
-func bind(c *cli.Context, ff *fleetFlags, w pipeline.Workflow) *cobra.Command {
-	cmd := w.Command()
-	if _, readOnly := w.(pipeline.ReadOnly); readOnly {
-		readsFleet(cmd)
-	} else {
+// bind wires a workflow (Complete → Validate → Plan → Runner) or an
+// inspector (Complete → Validate → Inspect) into the engine. Only
+// workflows, which change the cluster, take the engine's flags for
+// changes (--yes, --dry-run, -o yaml|json, --accept …).
+func bind(c *cli.Context, ff *fleetFlags, command pipeline.Command) *cobra.Command {
+	cmd := command.Command()
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{}
+	}
+	switch w := command.(type) {
+	case pipeline.Inspector:
+		cmd.Annotations[fleetAnnotation] = fleetRead
+		cmd.RunE = func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if err := w.Complete(ctx, c, args); err != nil {
+				return err
+			}
+			if err := w.Validate(); err != nil {
+				return exitcode.New(exitcode.Usage, err)
+			}
+			return w.Inspect(ctx, c)
+		}
+	case pipeline.Workflow:
 		c.Engine.AddChangeFlags(cmd.Flags())
 		ff.addPlanFlags(cmd.Flags())
-		if cmd.Annotations == nil {
-			cmd.Annotations = map[string]string{}
-		}
 		cmd.Annotations[fleetAnnotation] = fleetPlan
-	}
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		ctx := cmd.Context()
-		if err := c.Engine.Validate(); err != nil {
-			return exitcode.New(exitcode.Usage, err)
-		}
-		if err := w.Complete(ctx, c, args); err != nil {
+		cmd.RunE = func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if err := c.Engine.Validate(); err != nil {
+				return exitcode.New(exitcode.Usage, err)
+			}
+			if err := w.Complete(ctx, c, args); err != nil {
+				return err
+			}
+			if err := w.Validate(); err != nil {
+				return exitcode.New(exitcode.Usage, err)
+			}
+			plan, err := w.Plan(ctx, c)
+			for err == nil && plan != nil { // nil: nothing (more) to apply, e.g. --explain
+				if err = (&pipeline.Runner{C: c}).Run(ctx, plan); err != nil {
+					break
+				}
+				seq, ok := w.(pipeline.Sequence)
+				if !ok {
+					break
+				}
+				if err = pipeline.Wait(ctx, c.Streams.ErrOut, seq.Pause()); err != nil {
+					break
+				}
+				plan, err = seq.Next(ctx, c)
+			}
 			return err
 		}
-		if err := w.Validate(); err != nil {
-			return exitcode.New(exitcode.Usage, err)
-		}
-		plan, err := w.Plan(ctx, c)
-		for err == nil && plan != nil { // nil: nothing (more) to apply, e.g. --explain
-			if err = (&pipeline.Runner{C: c}).Run(ctx, plan); err != nil {
-				break
-			}
-			seq, ok := w.(pipeline.Sequence)
-			if !ok {
-				break
-			}
-			if err = pipeline.Wait(ctx, c.Streams.ErrOut, seq.Pause()); err != nil {
-				break
-			}
-			plan, err = seq.Next(ctx, c)
-		}
-		return err
 	}
 	return cmd
 }

@@ -128,11 +128,13 @@ type Command interface {
 	Command() *cobra.Command
 }
 
-// Group is a command whose subcommands are workflows (kubectl mesh canary
-// start|step|promote|abort); its own command only carries help and shared flags.
+// Group is a command whose subcommands are workflows and inspectors
+// (kubectl mesh canary start|step|promote|abort|status); its own command
+// only carries help and shared flags.
 type Group interface {
 	Command
-	Workflows() []Workflow
+	// Subcommands are each a Workflow or an Inspector.
+	Subcommands() []Command
 }
 
 // Sequence is a workflow that runs several plans one after another (a
@@ -208,9 +210,16 @@ func Grant(group string, clusterWide bool, verbs []string, resources ...string) 
 	return out
 }
 
-// ReadOnly marks a workflow that only reads the cluster and plans nothing
-// (check, status, canary status): it takes none of the flags for changes.
-type ReadOnly interface{ ReadOnly() }
+// Inspector is a command that only reads the cluster and reports (check,
+// status, canary status): no plan, none of the flags for changes. Complete
+// and Validate mean what they mean for a Workflow; Inspect reads and
+// prints, and its error sets the exit code.
+type Inspector interface {
+	Command() *cobra.Command
+	Complete(ctx context.Context, c *cli.Context, args []string) error
+	Validate() error
+	Inspect(ctx context.Context, c *cli.Context) error
+}
 
 // Verbs the engine uses: reads, and writes with server-side apply, update
 // (restores) and delete (undo).

@@ -106,9 +106,9 @@ instead.`,
 	}
 }
 
-// Workflows implements pipeline.Group.
-func (Group) Workflows() []pipeline.Workflow {
-	return []pipeline.Workflow{newStart(), newStep(), newPromote(), newAbort(), newStatus()}
+// Subcommands implements pipeline.Group.
+func (Group) Subcommands() []pipeline.Command {
+	return []pipeline.Command{newStart(), newStep(), newPromote(), newAbort(), newStatus()}
 }
 
 // target is the Service and what routes to it, read once.

@@ -12,6 +12,8 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 )
 
+var _ pipeline.Inspector = (*status)(nil)
+
 type status struct {
 	common
 	gate
@@ -39,11 +41,11 @@ func (o *status) Complete(ctx context.Context, c *cli.Context, args []string) er
 
 func (o *status) Validate() error { return nil }
 
-// Plan prints the status and plans nothing.
-func (o *status) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, error) {
+// Inspect implements pipeline.Inspector: the canary's state and its gate.
+func (o *status) Inspect(ctx context.Context, c *cli.Context) error {
 	s, err := o.inProgress()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	w := c.Streams.Out
 	printState(w, o.t, s)
@@ -54,7 +56,7 @@ func (o *status) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, erro
 		fmt.Fprintf(w, "  VirtualService %s, route %q; DestinationRule %s, subsets %s\n", o.t.VS.GetName(), s.Route, o.t.DR.GetName(), strings.Join(subsetNames(o.t.DR), ", "))
 	}
 	if o.Skip {
-		return nil, nil
+		return nil
 	}
 	v, err := o.evaluate(ctx, c, o.t, s, false)
 	switch {
@@ -65,8 +67,5 @@ func (o *status) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, erro
 	default:
 		fmt.Fprintf(w, "  gate: %s\n", v.checks()[0].Message)
 	}
-	return nil, nil
+	return nil
 }
-
-// ReadOnly implements pipeline.ReadOnly: canary status changes nothing.
-func (o *status) ReadOnly() {}

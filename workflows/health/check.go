@@ -12,6 +12,8 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 )
 
+var _ pipeline.Inspector = (*Check)(nil)
+
 // Check is `kubectl mesh check`.
 type Check struct {
 	Pre    bool
@@ -69,11 +71,12 @@ func (o *Check) Validate() error {
 	return nil
 }
 
-// Plan runs the checks, prints the report and plans nothing.
-func (o *Check) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, error) {
+// Inspect implements pipeline.Inspector: it runs the checks and prints
+// the report.
+func (o *Check) Inspect(ctx context.Context, c *cli.Context) error {
 	ns, explicit, err := c.Namespace()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !explicit {
 		ns = ""
@@ -84,22 +87,22 @@ func (o *Check) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, error
 		rep, err := o.run(ctx, c, ns, progress)
 		if err != nil {
 			progress("")
-			return nil, err
+			return err
 		}
 		if rep.Summary.Fail == 0 || time.Now().After(deadline) {
 			progress("")
 			if err := o.print(c.Streams.Out, rep); err != nil {
-				return nil, err
+				return err
 			}
 			if rep.Summary.Fail > 0 {
-				return nil, exitcode.Silent{Code: exitcode.Blocked}
+				return exitcode.Silent{Code: exitcode.Blocked}
 			}
-			return nil, nil
+			return nil
 		}
 		progress(fmt.Sprintf("%d check(s) failing; retrying until %s…", rep.Summary.Fail, deadline.Format("15:04:05")))
 		select {
 		case <-ctx.Done():
-			return nil, exitcode.New(exitcode.Interrupted, ctx.Err())
+			return exitcode.New(exitcode.Interrupted, ctx.Err())
 		case <-time.After(2 * time.Second):
 		}
 	}
@@ -176,6 +179,3 @@ var clusterChecks = []func(*Report, *cluster, scope){
 	func(r *Report, s *cluster, in scope) { checkAntiPatterns(r, s, in.only) },
 	func(r *Report, s *cluster, in scope) { checkResilience(r, s, in.only) },
 }
-
-// ReadOnly implements pipeline.ReadOnly: check changes nothing.
-func (o *Check) ReadOnly() {}

@@ -16,6 +16,8 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 )
 
+var _ pipeline.Inspector = (*Status)(nil)
+
 // StatusReport is status's output; -o json prints it as is.
 type StatusReport struct {
 	ControlPlanes []ControlPlane    `json:"controlPlanes"`
@@ -73,22 +75,22 @@ func (o *Status) Validate() error {
 	return nil
 }
 
-// Plan prints the status and plans nothing.
-func (o *Status) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, error) {
+// Inspect implements pipeline.Inspector: one screen of the mesh.
+func (o *Status) Inspect(ctx context.Context, c *cli.Context) error {
 	progress := progressLine(c)
 	s, err := read(ctx, c, "", progress)
 	progress("")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	rep := summarize(s, c.Engine.IstioNamespace)
 	if o.Output == "json" {
 		enc := json.NewEncoder(c.Streams.Out)
 		enc.SetIndent("", "  ")
-		return nil, enc.Encode(rep)
+		return enc.Encode(rep)
 	}
 	printStatus(c.Streams.Out, rep)
-	return nil, nil
+	return nil
 }
 
 func summarize(s *cluster, root string) *StatusReport {
@@ -185,6 +187,3 @@ func dash(s string) string {
 	}
 	return s
 }
-
-// ReadOnly implements pipeline.ReadOnly: status changes nothing.
-func (o *Status) ReadOnly() {}
