@@ -24,6 +24,7 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/manifest"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/resilience"
 )
 
@@ -38,10 +39,20 @@ type analyzeOptions struct {
 	analyzers       []string
 	revision        string
 	ignoreUnknown   bool
+
+	c     *cli.Context
+	files []string
 }
 
-func newAnalyze(c *cli.Context) *cobra.Command {
-	o := &analyzeOptions{useKube: true, outputThreshold: "Info", revision: mesh.DefaultRevision}
+var _ pipeline.Inspector = (*analyzeOptions)(nil)
+
+func newAnalyze(c *cli.Context) *analyzeOptions {
+	return &analyzeOptions{useKube: true, outputThreshold: "Info", revision: mesh.DefaultRevision, c: c}
+}
+
+// Command implements pipeline.Inspector.
+func (o *analyzeOptions) Command() *cobra.Command {
+	c := o.c
 	cmd := &cobra.Command{
 		Use:   "analyze [FILE...]",
 		Short: "Run Istio's analyzers on the cluster, optionally with files as a what-if",
@@ -56,9 +67,6 @@ istioctl analyze has keep its names and meanings.`,
   kubectl mesh analyze -A -S "IST0103=Pod bookinfo/*"
   kubectl mesh analyze -n bookinfo --revision canary
   kubectl mesh analyze -A --use-kube=false --meshConfigFile mesh.yaml -R gitops/`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return o.run(cmd, c, args)
-		},
 	}
 	cmd.Flags().BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "Analyze every namespace")
 	// istioctl analyze's -o and --failure-threshold, with its meanings.
@@ -76,8 +84,19 @@ istioctl analyze has keep its names and meanings.`,
 	return cmd
 }
 
-func (o *analyzeOptions) run(cmd *cobra.Command, c *cli.Context, args []string) error {
-	ctx := cmd.Context()
+// Complete implements pipeline.Inspector: the files to analyze.
+func (o *analyzeOptions) Complete(_ context.Context, _ *cli.Context, args []string) error {
+	o.files = args
+	return nil
+}
+
+// Validate implements pipeline.Inspector; the flags are checked as they
+// are parsed in Inspect, with istioctl's messages.
+func (o *analyzeOptions) Validate() error { return nil }
+
+// Inspect implements pipeline.Inspector: analyze and print.
+func (o *analyzeOptions) Inspect(ctx context.Context, c *cli.Context) error {
+	args := o.files
 	format := c.Engine.Output
 	if format == "" {
 		format = formatting.LogFormat

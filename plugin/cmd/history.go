@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,7 +28,18 @@ func store(c *cli.Context) (*journal.Store, error) {
 	return &journal.Store{Kube: kube, Namespace: c.Engine.JournalNamespace}, nil
 }
 
-func newHistory(c *cli.Context) *cobra.Command {
+// history lists the change sets or shows one.
+type history struct {
+	c    *cli.Context
+	args []string
+}
+
+var _ pipeline.Inspector = (*history)(nil)
+
+func newHistory(c *cli.Context) *history { return &history{c: c} }
+
+// Command implements pipeline.Inspector.
+func (h *history) Command() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "history [ID]",
 		Short: "List the recorded change sets, or show one",
@@ -35,66 +47,79 @@ func newHistory(c *cli.Context) *cobra.Command {
   kubectl mesh history cs-20261125-101500-a1b2c3
   kubectl mesh history -o json`,
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			format := c.Engine.Output
-			if format != "" && format != "json" && format != "yaml" {
-				return exitcode.Usagef("invalid -o/--output %q for history: use json or yaml", format)
-			}
-			s, err := store(c)
-			if err != nil {
-				return err
-			}
-			var sets []*journal.ChangeSet
-			if len(args) == 1 {
-				cs, err := s.Get(ctx, args[0])
-				if err != nil {
-					return err
-				}
-				sets = []*journal.ChangeSet{cs}
-			} else if sets, err = s.List(ctx); err != nil {
-				return err
-			}
-			w := c.Streams.Out
-			switch format {
-			case "json", "yaml":
-				// Prior states can hold Secret data: structured output lists
-				// what was touched, not the recorded contents.
-				view := make([]*journal.ChangeSet, len(sets))
-				for i, cs := range sets {
-					view[i] = cs.WithoutPriors()
-				}
-				var b []byte
-				if format == "json" {
-					b, err = json.MarshalIndent(view, "", "  ")
-					b = append(b, '\n')
-				} else {
-					b, err = yaml.Marshal(view)
-				}
-				if err != nil {
-					return err
-				}
-				_, err = w.Write(b)
-				return err
-			}
-			if len(args) == 1 {
-				printChangeSet(w, sets[0], c.Now())
-				return nil
-			}
-			if len(sets) == 0 {
-				fmt.Fprintf(c.Streams.ErrOut, "No change sets recorded in namespace %s.\n", c.Engine.JournalNamespace)
-				return nil
-			}
-			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tAGE\tSTATUS\tCHANGES\tTITLE")
-			for _, cs := range sets {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", cs.ID, age(cs.Created, c.Now()), status(cs), len(cs.Entries), cs.Title)
-			}
-			return tw.Flush()
-		},
 	}
-	cmd.Flags().StringVarP(&c.Engine.Output, "output", "o", "", "Output format: json or yaml (default: a table; change sets' recorded contents are never printed)")
+	cmd.Flags().StringVarP(&h.c.Engine.Output, "output", "o", "", "Output format: json or yaml (default: a table; change sets' recorded contents are never printed)")
 	return cmd
+}
+
+// Complete implements pipeline.Inspector: the change set ID, if any.
+func (h *history) Complete(_ context.Context, _ *cli.Context, args []string) error {
+	h.args = args
+	return nil
+}
+
+// Validate implements pipeline.Inspector.
+func (h *history) Validate() error {
+	if f := h.c.Engine.Output; f != "" && f != "json" && f != "yaml" {
+		return fmt.Errorf("invalid -o/--output %q for history: use json or yaml", f)
+	}
+	return nil
+}
+
+// Inspect implements pipeline.Inspector.
+func (h *history) Inspect(ctx context.Context, c *cli.Context) error {
+	args := h.args
+	format := c.Engine.Output
+	s, err := store(c)
+	if err != nil {
+		return err
+	}
+	var sets []*journal.ChangeSet
+	if len(args) == 1 {
+		cs, err := s.Get(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		sets = []*journal.ChangeSet{cs}
+	} else if sets, err = s.List(ctx); err != nil {
+		return err
+	}
+	w := c.Streams.Out
+	switch format {
+	case "json", "yaml":
+		// Prior states can hold Secret data: structured output lists
+		// what was touched, not the recorded contents.
+		view := make([]*journal.ChangeSet, len(sets))
+		for i, cs := range sets {
+			view[i] = cs.WithoutPriors()
+		}
+		var b []byte
+		if format == "json" {
+			b, err = json.MarshalIndent(view, "", "  ")
+			b = append(b, '\n')
+		} else {
+			b, err = yaml.Marshal(view)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	}
+	if len(args) == 1 {
+		printChangeSet(w, sets[0], c.Now())
+		return nil
+	}
+	if len(sets) == 0 {
+		fmt.Fprintf(c.Streams.ErrOut, "No change sets recorded in namespace %s.\n", c.Engine.JournalNamespace)
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tAGE\tSTATUS\tCHANGES\tTITLE")
+	for _, cs := range sets {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", cs.ID, age(cs.Created, c.Now()), status(cs), len(cs.Entries), cs.Title)
+	}
+	return tw.Flush()
 }
 
 // status adds what happened after the apply (undone) to the recorded status.

@@ -62,7 +62,7 @@ confirmation, verifies, and records a change set you can undo.`,
 	root.SetUsageTemplate(usageTemplate)
 
 	workflows := commands()
-	root.AddCommand(newVersion(c), readsFleet(newAnalyze(c)), readsFleet(newHistory(c)), newUndo(c), newRBAC(c, workflows), newOptions(conn))
+	root.AddCommand(newVersion(c), bind(c, ff, newAnalyze(c)), bind(c, ff, newHistory(c)), newUndo(c), newRBAC(c, workflows), newOptions(conn))
 	for _, w := range workflows {
 		if g, ok := w.(pipeline.Group); ok {
 			parent := g.Command()
@@ -79,15 +79,6 @@ confirmation, verifies, and records a change set you can undo.`,
 		return NewRoot(s, commands)
 	}}).wrap(root)
 	return root, c
-}
-
-// readsFleet marks a read-only command that runs on several clusters.
-func readsFleet(cmd *cobra.Command) *cobra.Command {
-	if cmd.Annotations == nil {
-		cmd.Annotations = map[string]string{}
-	}
-	cmd.Annotations[fleetAnnotation] = fleetRead
-	return cmd
 }
 
 // bind wires a workflow (Complete → Validate → Plan → Runner) or an
