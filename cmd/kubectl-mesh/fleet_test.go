@@ -193,7 +193,7 @@ spec: {hosts: [shop.example.com], http: [{route: [{destination: {host: nowhere.s
 		dir := filepath.Join(t.TempDir(), "mesh")
 		r := run(t, 0, "migrate-mtls", "-n", "shop", "--context", "east,west,north", "--output-dir", dir, "--waves", "1,N",
 			"--gitops", "argocd", "--gitops-repo", "https://git.example.com/platform/mesh.git", "--gitops-path", "deploy/mesh")
-		mustContain(t, "summary", r.stderr, "CONTEXT  WAVE  OBJECTS  BLOCKED", "Wrote the layout for 3 clusters")
+		mustContain(t, "summary", r.stderr, "north: note: stage 1 of 2", "CONTEXT  WAVE  OBJECTS  BLOCKED", "Wrote the layout for 3 clusters")
 		fs := filesys.MakeFsOnDisk()
 		for name := range envs {
 			single := run(t, 0, "migrate-mtls", "-n", "shop", "--context", name, "-o", "json")

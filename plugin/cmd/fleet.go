@@ -332,8 +332,12 @@ func (f *fleetRunner) layout(cmd *cobra.Command, args []string, ms []fleet.Membe
 		}
 	}
 	w := f.c.Streams.ErrOut
-	for _, o := range outs {
-		w.Write(o.Stderr) // the plans' notes
+	for _, o := range outs { // the plans' notes, each under its cluster
+		for _, l := range strings.Split(strings.TrimRight(string(o.Stderr), "\n"), "\n") {
+			if l != "" {
+				fmt.Fprintf(w, "%s: %s\n", o.Context, l)
+			}
+		}
 	}
 	printLayoutSummary(w, plans)
 	fmt.Fprintf(w, "Wrote the layout for %d clusters to %s: kustomize build %s renders a cluster's plan.\n", len(ms), dir, filepath.Join(dir, "clusters", ms[0].Dir))
