@@ -287,15 +287,21 @@ func (f *fleetRunner) layout(cmd *cobra.Command, args []string, ms []fleet.Membe
 	plans := make([]fleet.ClusterPlan, len(ms))
 	for i, m := range ms {
 		p := fleet.ClusterPlan{Member: m}
-		if p.Objects, err = readOutputDir(filepath.Join(tmp, m.Dir)); err != nil {
-			return fmt.Errorf("cluster %s: %w", m.Context, err)
-		}
 		b, err := os.ReadFile(subs[i].c.Engine.ReportFile)
-		if err != nil {
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			// The workflow had nothing to plan there (no plan reached the
+			// Runner): the cluster gets base only, and says so.
+			p.Report = map[string]any{"title": "nothing to plan", "checks": []any{}, "analysis": []any{}, "blocked": []any{}}
+		case err != nil:
 			return fmt.Errorf("cluster %s: %w", m.Context, err)
-		}
-		if err := json.Unmarshal(b, &p.Report); err != nil {
-			return fmt.Errorf("cluster %s: report: %w", m.Context, err)
+		default:
+			if err := json.Unmarshal(b, &p.Report); err != nil {
+				return fmt.Errorf("cluster %s: report: %w", m.Context, err)
+			}
+			if p.Objects, err = readOutputDir(filepath.Join(tmp, m.Dir)); err != nil {
+				return fmt.Errorf("cluster %s: %w", m.Context, err)
+			}
 		}
 		plans[i] = p
 	}
