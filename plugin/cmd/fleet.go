@@ -182,11 +182,8 @@ func commandPath(cmd *cobra.Command) []string {
 
 func (s sub) run(ctx context.Context, m fleet.Member) fleet.Outcome {
 	code, msg := exitcode.Describe(s.root.ExecuteContext(ctx))
-	o := fleet.Outcome{Member: m, Code: code, Error: msg}
-	if s.out != nil {
-		o.Stdout, o.Stderr = s.out.Bytes(), s.err.Bytes()
-	}
-	return o
+	// With the terminal's streams (one cluster at a time) the buffers stay empty.
+	return fleet.Outcome{Member: m, Code: code, Error: msg, Stdout: s.out.Bytes(), Stderr: s.err.Bytes()}
 }
 
 // read runs a read-only command on every cluster, concurrently, and
@@ -487,11 +484,7 @@ func (f *fleetRunner) apply(cmd *cobra.Command, args []string, ms []fleet.Member
 	if stopped && done < len(ms) {
 		fmt.Fprintf(w, "Stopped after wave %d: %d cluster(s) were not started.\n", outs[len(outs)-1].Wave, len(ms)-done)
 	}
-	code := fleet.Worst(outs)
-	if dryRun && code == exitcode.Changes {
-		return exitcode.Silent{Code: code}
-	}
-	if code != 0 {
+	if code := fleet.Worst(outs); code != 0 { // a dry run with changes: 1, as for one cluster
 		return exitcode.Silent{Code: code}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"istio.io/istio/pkg/config/analysis/diag"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -110,7 +111,7 @@ func (r *Runner) findings(ctx context.Context, plan *Plan, threshold Severity) (
 		sev := levelSeverity(m.Type.Level())
 		out = append(out, Finding{
 			Code: m.Type.Code(), Level: sev.String(), Message: m.String(),
-			Blocking: sev >= threshold && !accepted(r.C.Engine.Accept, m.Type.Code()),
+			Blocking: r.blocks(m.Type.Code(), sev, threshold),
 		})
 	}
 	return out, preexisting, nil
@@ -126,11 +127,8 @@ func levelSeverity(l diag.Level) Severity {
 	return Info
 }
 
-func accepted(list []string, id string) bool {
-	for _, a := range list {
-		if a == id {
-			return true
-		}
-	}
-	return false
+// blocks reports whether a finding (check ID or analyzer code) stops the
+// plan: at or above the threshold and not accepted with --accept.
+func (r *Runner) blocks(id string, sev, threshold Severity) bool {
+	return sev >= threshold && !slices.Contains(r.C.Engine.Accept, id)
 }

@@ -54,7 +54,7 @@ func (r *Runner) report(ctx context.Context, plan *Plan, threshold Severity) (*R
 	}
 	plan.Checks = append(plan.Checks, r.resilienceChecks(ctx, plan)...)
 	for _, c := range plan.Checks {
-		blocking := c.Severity >= threshold && !slices.Contains(r.C.Engine.Accept, c.ID)
+		blocking := r.blocks(c.ID, c.Severity, threshold)
 		rep.Checks = append(rep.Checks, ReportCheck{
 			ID: c.ID, Severity: c.Severity.String(), Message: c.Message, Objects: c.Objects, Hint: c.Hint, URL: c.URL, Blocking: blocking,
 		})

@@ -196,7 +196,7 @@ func (r *Runner) printChecks(plan *Plan, threshold Severity) []string {
 		if c.URL != "" {
 			fmt.Fprintf(r.C.Streams.ErrOut, "    see: %s\n", c.URL)
 		}
-		if c.Severity >= threshold && !accepted {
+		if r.blocks(c.ID, c.Severity, threshold) {
 			blocked = append(blocked, c.ID)
 		}
 	}
