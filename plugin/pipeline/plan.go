@@ -36,6 +36,13 @@ type Change struct {
 	// own (a restart annotation on a team's Deployment): it is not labelled
 	// managed-by kubectl-mesh.
 	Partial bool
+	// Known says the planner read the object with a consistent read: Live
+	// is it, or nil when it does not exist. The diff starts from that
+	// instead of reading it again. Should it have changed since, the write
+	// is refused as a concurrent edit (a Replace's dry run already
+	// conflicts on its resourceVersion).
+	Known bool
+	Live  *unstructured.Unstructured
 }
 
 // Phase is a group of changes applied together; phases run in order so that

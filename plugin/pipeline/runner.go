@@ -228,7 +228,10 @@ func (r *Runner) diff(ctx context.Context, srv *server, plan *Plan) ([]*ObjectDi
 			d := &ObjectDiff{Change: c, Ref: Ref(c.Object), phase: p}
 			out = append(out, d)
 			gk := c.Object.GroupVersionKind().GroupKind()
-			live, err := srv.get(ctx, c.Object)
+			live, err := c.Live.DeepCopy(), error(nil)
+			if !c.Known {
+				live, err = srv.get(ctx, c.Object)
+			}
 			if meta.IsNoMatchError(err) && c.Op == Delete {
 				continue // the kind is not served, so there is nothing to delete
 			}

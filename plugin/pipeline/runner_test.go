@@ -92,6 +92,23 @@ func newFakeCluster(t *testing.T, objs ...*unstructured.Unstructured) *fakeClust
 		}
 		return true, result, tracker.Update(p.Resource, result, p.Namespace)
 	})
+	f.dyn.PrependReactor("update", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		u := a.(k8stesting.UpdateActionImpl)
+		obj := u.Object.(*unstructured.Unstructured).DeepCopy()
+		cur, err := tracker.Get(u.Resource, u.Namespace, obj.GetName())
+		if err != nil {
+			return true, nil, err
+		}
+		if rv := cur.(*unstructured.Unstructured).GetResourceVersion(); rv != obj.GetResourceVersion() {
+			return true, nil, apierrors.NewConflict(u.Resource.GroupResource(), obj.GetName(), fmt.Errorf("resourceVersion %s is not %s", obj.GetResourceVersion(), rv))
+		}
+		if len(u.UpdateOptions.DryRun) > 0 {
+			return true, obj, nil
+		}
+		f.write("update", obj)
+		obj.SetResourceVersion(obj.GetResourceVersion() + "1")
+		return true, obj, tracker.Update(u.Resource, obj, u.Namespace)
+	})
 	f.dyn.PrependReactor("delete", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		d := a.(k8stesting.DeleteActionImpl)
 		if len(d.DeleteOptions.DryRun) > 0 {
@@ -357,5 +374,40 @@ func TestWait(t *testing.T) {
 	err := Wait(ctx, &out, Pause{For: time.Hour, Before: "the next gate", Resume: "kubectl mesh canary step -n shop reviews"})
 	if code(err) != exitcode.Interrupted || !strings.Contains(err.Error(), "continue with kubectl mesh canary step -n shop reviews") || time.Since(start) > time.Second {
 		t.Fatalf("interrupted pause: %v (exit %d) after %s", err, code(err), time.Since(start))
+	}
+}
+
+// TestRunnerStartsFromThePlannersRead: a change that carries the object
+// as the planner read it is not read again for the diff (one GET, the
+// re-read before the write); when that copy is stale, nothing is written.
+func TestRunnerStartsFromThePlannersRead(t *testing.T) {
+	live := configMap("a", map[string]any{"k": "old"})
+	live.SetResourceVersion("5")
+	edited := live.DeepCopy()
+	edited.Object["data"] = map[string]any{"k": "new"}
+	replace := func() *Plan {
+		return &Plan{Title: "t", Phases: []Phase{{Name: "p", Changes: []Change{{Op: Replace, Object: edited.DeepCopy(), Known: true, Live: live.DeepCopy()}}}}}
+	}
+
+	f := newFakeCluster(t, live.DeepCopy())
+	gets := 0
+	f.onGet = func(string) { gets++ }
+	r, out := runner(f)
+	r.C.Engine.Yes = true
+	if err := r.Run(context.Background(), replace()); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if gets != 1 || strings.Join(f.events, ", ") != "update ConfigMap/a" {
+		t.Errorf("GETs %d (want 1: the re-read before the write), events %v", gets, f.events)
+	}
+
+	theirs := configMap("a", map[string]any{"k": "theirs"})
+	theirs.SetResourceVersion("6")
+	f = newFakeCluster(t, theirs)
+	r, out = runner(f)
+	r.C.Engine.Yes = true
+	err := r.Run(context.Background(), replace())
+	if err == nil || !strings.Contains(err.Error(), "changed after the diff was shown") || len(f.events) != 0 {
+		t.Fatalf("stale planner's copy: %v, events %v\n%s", err, f.events, out)
 	}
 }

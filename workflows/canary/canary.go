@@ -126,6 +126,10 @@ type target struct {
 	GatewayAPI bool                       // the cluster serves HTTPRoutes
 	Services   map[string]*corev1.Service // the namespace's Services
 	State      *State                     // nil when no canary is in progress
+	// listed holds "Kind/name" of every DestinationRule, VirtualService and
+	// HTTPRoute in the namespace (nil for a kind not listed): a name not
+	// in it is known to be free.
+	listed map[string]map[string]bool
 }
 
 // gateway reports that the Gateway API routes the Service.
@@ -247,14 +251,15 @@ func (o *common) load(ctx context.Context, c *cli.Context, args []string) error 
 	}
 	for _, kind := range []struct {
 		gvr  schema.GroupVersionResource
+		kind string
 		into **unstructured.Unstructured
 		host func(*unstructured.Unstructured) []string
 	}{
-		{mesh.DestinationRules, &t.DR, func(u *unstructured.Unstructured) []string {
+		{mesh.DestinationRules, "DestinationRule", &t.DR, func(u *unstructured.Unstructured) []string {
 			h, _, _ := unstructured.NestedString(u.Object, "spec", "host")
 			return []string{h}
 		}},
-		{mesh.VirtualServices, &t.VS, func(u *unstructured.Unstructured) []string {
+		{mesh.VirtualServices, "VirtualService", &t.VS, func(u *unstructured.Unstructured) []string {
 			h, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "hosts")
 			return h
 		}},
@@ -264,6 +269,7 @@ func (o *common) load(ctx context.Context, c *cli.Context, args []string) error 
 			return fmt.Errorf("listing %s: %w", kind.gvr.Resource, err)
 		}
 		var found []string
+		t.list(kind.kind, list.Items)
 		for i := range list.Items {
 			for _, h := range kind.host(&list.Items[i]) {
 				if t.hostMatches(h) {
@@ -297,6 +303,7 @@ func loadHTTPRoutes(ctx context.Context, dyn dynamic.Interface, t *target) error
 		return fmt.Errorf("listing httproutes: %w", err)
 	}
 	t.GatewayAPI = true
+	t.list("HTTPRoute", list.Items)
 	var withState *unstructured.Unstructured
 	for i := range list.Items {
 		hr := &list.Items[i]
@@ -362,12 +369,28 @@ func versionList(m map[string]int) string {
 	return strings.Join(vs, ", ")
 }
 
-// change is the engine operation for an object we built or edited.
-func change(u *unstructured.Unstructured, existed bool) pipeline.Change {
-	if existed {
-		return pipeline.Change{Op: pipeline.Replace, Object: u}
+// change writes u: over live, the team's object as the target read it
+// (put back whole), or as a new object when live is nil. The Runner's
+// diff starts from what the target read when it knows: the live object,
+// or a name no object of the kind has.
+func (t *target) change(u, live *unstructured.Unstructured) pipeline.Change {
+	if live != nil {
+		return pipeline.Change{Op: pipeline.Replace, Object: u, Known: true, Live: live}
 	}
-	return pipeline.Change{Op: pipeline.Apply, Object: u}
+	names, listed := t.listed[u.GetKind()]
+	return pipeline.Change{Op: pipeline.Apply, Object: u, Known: listed && !names[u.GetName()]}
+}
+
+// list records the names of the namespace's objects of a kind.
+func (t *target) list(kind string, items []unstructured.Unstructured) {
+	if t.listed == nil {
+		t.listed = map[string]map[string]bool{}
+	}
+	names := map[string]bool{}
+	for _, u := range items {
+		names[u.GetName()] = true
+	}
+	t.listed[kind] = names
 }
 
 func setState(vs *unstructured.Unstructured, s *State) {

@@ -281,3 +281,31 @@ func TestUnreadableState(t *testing.T) {
 		}
 	}
 }
+
+// TestChangeStartsFromWhatTheTargetRead: the diff may skip its read only
+// where the target's lists settle it: a team's object read whole, or a
+// name no object of a listed kind has.
+func TestChangeStartsFromWhatTheTargetRead(t *testing.T) {
+	tg := &target{}
+	tg.list("DestinationRule", []unstructured.Unstructured{{Object: map[string]any{"kind": "DestinationRule", "metadata": map[string]any{"name": "other"}}}})
+	dr := func(name string) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": map[string]any{"name": name}}}
+	}
+	vs := &unstructured.Unstructured{Object: map[string]any{"kind": "VirtualService", "metadata": map[string]any{"name": "reviews"}}}
+	for _, c := range []struct {
+		what      string
+		ch        pipeline.Change
+		op        pipeline.Op
+		known     bool
+		liveGiven bool
+	}{
+		{"team's object", tg.change(dr("other"), dr("other")), pipeline.Replace, true, true},
+		{"free name", tg.change(dr("reviews"), nil), pipeline.Apply, true, false},
+		{"taken name", tg.change(dr("other"), nil), pipeline.Apply, false, false},
+		{"kind not listed", tg.change(vs, nil), pipeline.Apply, false, false},
+	} {
+		if c.ch.Op != c.op || c.ch.Known != c.known || (c.ch.Live != nil) != c.liveGiven {
+			t.Errorf("%s: %+v", c.what, c.ch)
+		}
+	}
+}

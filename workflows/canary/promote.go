@@ -54,7 +54,7 @@ func (o *promote) Plan(context.Context, *cli.Context) (*pipeline.Plan, error) {
 		}
 		return &pipeline.Plan{
 			Title:  fmt.Sprintf("promote %s for %s: 100%%", s.Canary, o.Service),
-			Phases: []pipeline.Phase{{Name: "routes", Changes: []pipeline.Change{change(routes, true)}}},
+			Phases: []pipeline.Phase{{Name: "routes", Changes: []pipeline.Change{o.t.change(routes, o.t.routeObject())}}},
 			Notes:  []string{fmt.Sprintf("the stable %s stays so a rollback is one step; finish with kubectl mesh canary promote -n %s %s --cleanup", what, o.t.Namespace, o.Service)},
 			Result: func(_ context.Context, _ cli.Clients, w io.Writer) { printState(w, t, s) },
 		}, nil
@@ -104,7 +104,7 @@ func abortPlan(t *target, s *State) (*pipeline.Plan, error) {
 func finish(t *target, s *State, keep, drop, title string) (*pipeline.Plan, error) {
 	routes := rerouteWith(t, s, routing{Host: t.host(), Stable: keep, Canary: drop, Weight: -1})
 	setState(routes, nil)
-	plan := &pipeline.Plan{Title: title, Phases: []pipeline.Phase{{Name: "routes", Changes: []pipeline.Change{change(routes, true)}}}}
+	plan := &pipeline.Plan{Title: title, Phases: []pipeline.Phase{{Name: "routes", Changes: []pipeline.Change{t.change(routes, t.routeObject())}}}}
 	if t.gateway() {
 		if svc := t.Services[drop]; svc != nil && svc.Labels[LabelVersionOf] == t.Service && !slices.Contains(referencedServices(routes), drop) {
 			plan.Phases = append(plan.Phases, pipeline.Phase{Name: "version services", Changes: []pipeline.Change{
@@ -117,7 +117,7 @@ func finish(t *target, s *State, keep, drop, title string) (*pipeline.Plan, erro
 			dr := pipeline.Edit(t.DR)
 			removeSubset(dr, drop)
 			setAddedSubsets(dr, slices.DeleteFunc(added, func(n string) bool { return n == drop }))
-			plan.Phases = append(plan.Phases, pipeline.Phase{Name: "subsets", Changes: []pipeline.Change{change(dr, true)}})
+			plan.Phases = append(plan.Phases, pipeline.Phase{Name: "subsets", Changes: []pipeline.Change{t.change(dr, t.DR)}})
 			plan.Notes = append(plan.Notes, fmt.Sprintf("subset %s is removed after the routes stop using it", drop))
 		}
 		plan.Checks = routeChecks(t.DR, routes)

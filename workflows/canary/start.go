@@ -356,8 +356,8 @@ func (o *start) build() (*pipeline.Plan, error) {
 	plan := &pipeline.Plan{
 		Title: fmt.Sprintf("canary %s → %s for %s at %d%%", o.Stable, o.Canary, o.Service, o.Weight),
 		Phases: []pipeline.Phase{
-			{Name: "subsets", Changes: []pipeline.Change{change(dr, t.DR != nil)}},
-			{Name: "routes", Changes: []pipeline.Change{change(vs, t.VS != nil)}},
+			{Name: "subsets", Changes: []pipeline.Change{t.change(dr, t.DR)}},
+			{Name: "routes", Changes: []pipeline.Change{t.change(vs, t.VS)}},
 		},
 		Notes: []string{"subsets are applied before the routes that use them (make before break)"},
 	}
@@ -414,7 +414,7 @@ func (o *start) buildGateway(s *State) (*pipeline.Plan, error) {
 	if len(services) > 0 {
 		plan.Phases = append(plan.Phases, pipeline.Phase{Name: "version services", Changes: services})
 	}
-	plan.Phases = append(plan.Phases, pipeline.Phase{Name: "routes", Changes: []pipeline.Change{change(hr, t.HR != nil)}})
+	plan.Phases = append(plan.Phases, pipeline.Phase{Name: "routes", Changes: []pipeline.Change{t.change(hr, t.HR)}})
 	plan.Checks = gatewayChecks(t, s)
 	plan.Notes = append(plan.Notes, argoNote(t)...)
 	plan.Result = func(_ context.Context, _ cli.Clients, w io.Writer) { printState(w, t, s) }

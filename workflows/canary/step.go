@@ -121,7 +121,7 @@ func (o *step) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, error)
 	setState(routes, s)
 	plan := &pipeline.Plan{
 		Title:  fmt.Sprintf("canary %s for %s: %d%%", s.Canary, o.Service, next),
-		Phases: []pipeline.Phase{{Name: "routes", Changes: []pipeline.Change{change(routes, true)}}},
+		Phases: []pipeline.Phase{{Name: "routes", Changes: []pipeline.Change{o.t.change(routes, o.t.routeObject())}}},
 		Checks: append(checks, o.t.checks(routes, s)...),
 		Notes:  argoNote(o.t),
 	}
