@@ -377,17 +377,17 @@ func readOutputDir(dir string) ([]*unstructured.Unstructured, error) {
 	if err := yaml.Unmarshal(b, &k); err != nil {
 		return nil, err
 	}
+	paths := make([]string, len(k.Resources))
+	for i, r := range k.Resources {
+		paths[i] = filepath.Join(dir, r)
+	}
+	files, err := manifest.Read(paths, nil, false)
+	if err != nil {
+		return nil, err
+	}
 	var out []*unstructured.Unstructured
-	for _, r := range k.Resources {
-		b, err := os.ReadFile(filepath.Join(dir, r))
-		if err != nil {
-			return nil, err
-		}
-		objs, err := manifest.Decode(b)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, objs...)
+	for _, f := range files {
+		out = append(out, f.Objects...)
 	}
 	return out, nil
 }

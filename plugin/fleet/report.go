@@ -6,9 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sync"
 	"text/tabwriter"
 
+	"golang.org/x/sync/errgroup"
 	"sigs.k8s.io/yaml"
 )
 
@@ -31,18 +31,15 @@ type Outcome struct {
 // time, and returns the outcomes in the members' order.
 func Each(ctx context.Context, members []Member, fn func(ctx context.Context, i int) Outcome) []Outcome {
 	out := make([]Outcome, len(members))
-	slots := make(chan struct{}, Concurrency)
-	var wg sync.WaitGroup
+	var g errgroup.Group // outcomes, not errors: one cluster's failure stops no other
+	g.SetLimit(Concurrency)
 	for i := range members {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			slots <- struct{}{}
-			defer func() { <-slots }()
+		g.Go(func() error {
 			out[i] = fn(ctx, i)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 	return out
 }
 
