@@ -51,19 +51,19 @@ func TestCheckAndStatusAfterInstall(t *testing.T) {
 	run(0, "label", "namespace", "broken", "istio.io/rev=1-29")
 	r = run(79, "mesh", "check", "-o", "json", "--wait", "2s")
 	var rep struct {
-		Results []struct{ Category, Check, Status, Message string }
-		Summary struct{ OK, Warn, Fail int }
+		Results []struct{ Category, Check, ID, Severity, Message string }
+		Summary struct{ Info, Warning, Error int }
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("check -o json: %v\n%s", err, r.stdout)
 	}
 	found := false
 	for _, res := range rep.Results {
-		if res.Status == "fail" && res.Check == "namespace broken selects an installed revision" {
+		if res.Severity == "Error" && res.ID == "CHECK-INJECTION-REVISION" && res.Check == "namespace broken selects an installed revision" {
 			found = true
 		}
 	}
-	if !found || rep.Summary.Fail != 1 {
+	if !found || rep.Summary.Error != 1 {
 		t.Fatalf("want exactly the broken namespace failing, got %+v", rep)
 	}
 	r = run(0, "mesh", "check", "-n", "shop")

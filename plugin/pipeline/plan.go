@@ -66,14 +66,27 @@ const (
 
 func (s Severity) String() string { return cli.Severities[s] }
 
-// Check is a preflight finding, reported like an Istio analyzer message.
+// MarshalText writes the severity's name (Info, Warning, Error), as
+// istioctl analyze -o json does.
+func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads a severity's name.
+func (s *Severity) UnmarshalText(b []byte) error {
+	i, err := cli.ParseSeverity(string(b))
+	*s = Severity(i)
+	return err
+}
+
+// Check is the one finding type: a plan's preflight finding, reported like
+// an Istio analyzer message, and each outcome of kubectl mesh check (Info
+// when the check passed).
 type Check struct {
-	ID       string
-	Severity Severity
-	Message  string
-	Objects  []string
-	Hint     string
-	URL      string
+	ID       string   `json:"id"`
+	Severity Severity `json:"severity"`
+	Message  string   `json:"message,omitempty"`
+	Objects  []string `json:"objects,omitempty"`
+	Hint     string   `json:"hint,omitempty"`
+	URL      string   `json:"url,omitempty"`
 }
 
 // Progress reports what a verify step is waiting for.

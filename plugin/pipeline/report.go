@@ -24,15 +24,10 @@ type Report struct {
 	Notes   []string `json:"notes,omitempty"`
 }
 
-// ReportCheck is a Check as written to a report.
+// ReportCheck is a Check as written to a report: with whether it blocks.
 type ReportCheck struct {
-	ID       string   `json:"id"`
-	Severity string   `json:"severity"`
-	Message  string   `json:"message"`
-	Objects  []string `json:"objects,omitempty"`
-	Hint     string   `json:"hint,omitempty"`
-	URL      string   `json:"url,omitempty"`
-	Blocking bool     `json:"blocking"`
+	Check
+	Blocking bool `json:"blocking"`
 }
 
 // report runs what apply would run before asking (analysis, the
@@ -55,9 +50,7 @@ func (r *Runner) report(ctx context.Context, plan *Plan, threshold Severity) (*R
 	plan.Checks = append(plan.Checks, r.resilienceChecks(ctx, plan)...)
 	for _, c := range plan.Checks {
 		blocking := r.blocks(c.ID, c.Severity, threshold)
-		rep.Checks = append(rep.Checks, ReportCheck{
-			ID: c.ID, Severity: c.Severity.String(), Message: c.Message, Objects: c.Objects, Hint: c.Hint, URL: c.URL, Blocking: blocking,
-		})
+		rep.Checks = append(rep.Checks, ReportCheck{Check: c, Blocking: blocking})
 		if blocking {
 			rep.Blocked = append(rep.Blocked, c.ID)
 		}

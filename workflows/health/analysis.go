@@ -9,6 +9,7 @@ import (
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/analysis"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/resilience"
 )
 
@@ -21,7 +22,9 @@ func checkAnalysis(ctx context.Context, rep *Report, c *cli.Context, ns string) 
 	res, err := analysis.RunLive(ctx, kube, analysis.Options{Namespace: ns, IstioNamespace: c.Engine.IstioNamespace})
 	var denied *analysis.DeniedError
 	if errors.As(err, &denied) {
-		rep.add(cat, "Istio's analyzers ran", Warn, "skipped: you "+denied.Error(), "run with a user that can read the mesh's configuration (kubectl mesh rbac check)", "")
+		rep.add(cat, "Istio's analyzers ran", pipeline.Check{ID: "CHECK-ANALYSIS-SKIPPED", Severity: pipeline.Warning,
+			Message: "skipped: you " + denied.Error(),
+			Hint:    "run with a user that can read the mesh's configuration (kubectl mesh rbac check)"})
 		return nil
 	} else if err != nil {
 		return err
@@ -39,12 +42,16 @@ func checkAnalysis(ctx context.Context, rep *Report, c *cli.Context, ns string) 
 	}
 	switch {
 	case len(errs) > 0:
-		rep.add(cat, "no Istio analyzer errors", Fail, fmt.Sprintf("%d error(s): %s", len(errs), short(errs)), "kubectl mesh analyze -A for details", "")
+		rep.add(cat, "no Istio analyzer errors", pipeline.Check{ID: "CHECK-ANALYSIS-ERRORS", Severity: pipeline.Error,
+			Message: fmt.Sprintf("%d error(s): %s", len(errs), short(errs)),
+			Hint:    "kubectl mesh analyze -A for details"})
 	default:
-		rep.add(cat, "no Istio analyzer errors", OK, "", "", "")
+		rep.pass(cat, "CHECK-ANALYSIS-ERRORS", "no Istio analyzer errors")
 	}
 	if len(warns) > 0 {
-		rep.add(cat, "no Istio analyzer warnings", Warn, fmt.Sprintf("%d warning(s): %s", len(warns), short(warns)), "kubectl mesh analyze -A for details", "")
+		rep.add(cat, "no Istio analyzer warnings", pipeline.Check{ID: "CHECK-ANALYSIS-WARNINGS", Severity: pipeline.Warning,
+			Message: fmt.Sprintf("%d warning(s): %s", len(warns), short(warns)),
+			Hint:    "kubectl mesh analyze -A for details"})
 	}
 	return nil
 }
@@ -68,18 +75,16 @@ func checkResilience(rep *Report, s *cluster, only string) {
 		return
 	}
 	bad := 0
-	for _, f := range resilience.Lint(in) {
-		status := Warn
-		switch f.Level {
-		case "Error":
-			status = Fail
-		case "Info":
+	fs := resilience.Lint(in)
+	for i, c := range pipeline.ResilienceChecks(fs) {
+		if c.Severity == pipeline.Info {
 			continue // advice, not a health problem: kubectl mesh analyze lists it
 		}
 		bad++
-		rep.add(cat, f.Code+" "+f.Ref(), status, f.Message, "kubectl mesh resilience -n "+f.Namespace+" SERVICE proposes settings from observed latency", f.URL())
+		c.Hint = "kubectl mesh resilience -n " + fs[i].Namespace + " SERVICE proposes settings from observed latency"
+		rep.add(cat, c.ID+" "+c.Objects[0], c)
 	}
 	if bad == 0 {
-		rep.add(cat, "timeouts, retries and outlier detection", OK, "", "", "")
+		rep.pass(cat, "CHECK-RESILIENCE", "timeouts, retries and outlier detection")
 	}
 }

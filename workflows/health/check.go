@@ -43,7 +43,10 @@ common anti-patterns (sidecars without resource limits, allow-all
 AuthorizationPolicies, workloads without probes, PERMISSIVE left on for long),
 then runs Istio's analyzers. Exits 79 when a check fails (×); ‼ are warnings.
 
---pre runs only the install prechecks. -n limits the namespace checks.`,
+--pre runs only the install prechecks. -n limits the namespace checks.
+-o json prints each result as a finding, as plans report theirs: an ID
+(CHECK-…, an install precheck's INSTALL-…, a lint code KM01…) and a
+severity, Info when the check passed.`,
 		Example: `  kubectl mesh check
   kubectl mesh check --pre
   kubectl mesh check -n shop -o json
@@ -89,17 +92,17 @@ func (o *Check) Inspect(ctx context.Context, c *cli.Context) error {
 			progress("")
 			return err
 		}
-		if rep.Summary.Fail == 0 || time.Now().After(deadline) {
+		if rep.Summary.Error == 0 || time.Now().After(deadline) {
 			progress("")
 			if err := o.print(c.Streams.Out, rep); err != nil {
 				return err
 			}
-			if rep.Summary.Fail > 0 {
+			if rep.Summary.Error > 0 {
 				return exitcode.Silent{Code: exitcode.Blocked}
 			}
 			return nil
 		}
-		progress(fmt.Sprintf("%d check(s) failing; retrying until %s…", rep.Summary.Fail, deadline.Format("15:04:05")))
+		progress(fmt.Sprintf("%d check(s) failing; retrying until %s…", rep.Summary.Error, deadline.Format("15:04:05")))
 		select {
 		case <-ctx.Done():
 			return exitcode.New(exitcode.Interrupted, ctx.Err())
@@ -132,17 +135,13 @@ func (o *Check) run(ctx context.Context, c *cli.Context, ns string, progress ste
 			return nil, err
 		}
 		for _, n := range notes {
-			rep.add("pre-install", n, OK, "", "", "")
+			rep.pass("pre-install", "CHECK-PRE-NOTE", n)
 		}
 		for _, ch := range checks {
-			status := Warn
-			if ch.Severity == pipeline.Error {
-				status = Fail
-			}
-			rep.add("pre-install", ch.ID, status, ch.Message, ch.Hint, ch.URL)
+			rep.add("pre-install", ch.ID, ch)
 		}
 		if len(checks) == 0 {
-			rep.add("pre-install", "the cluster is ready for kubectl mesh install", OK, "", "", "")
+			rep.pass("pre-install", "CHECK-PRE-INSTALL", "the cluster is ready for kubectl mesh install")
 		}
 		return rep, nil
 	}

@@ -11,17 +11,19 @@ import (
 	"k8s.io/apimachinery/pkg/util/version"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 )
 
 func checkAPI(rep *Report, s *cluster) {
 	const cat = "kubernetes-api"
-	rep.add(cat, "can reach the API server ("+s.Version+")", OK, "", "", "")
+	rep.pass(cat, "CHECK-API-REACHABLE", "can reach the API server ("+s.Version+")")
 	v, err := version.ParseGeneric(s.Version)
 	if err == nil && v.LessThan(version.MustParseGeneric(mesh.MinKubernetes)) {
-		rep.add(cat, "Kubernetes is "+mesh.MinKubernetes+" or newer", Fail, "the cluster runs "+s.Version, "upgrade the cluster before installing or upgrading Istio", "https://istio.io/latest/docs/releases/supported-releases/")
+		rep.add(cat, "Kubernetes is "+mesh.MinKubernetes+" or newer", pipeline.Check{ID: "CHECK-KUBERNETES-VERSION", Severity: pipeline.Error,
+			Message: "the cluster runs " + s.Version, Hint: "upgrade the cluster before installing or upgrading Istio", URL: "https://istio.io/latest/docs/releases/supported-releases/"})
 		return
 	}
-	rep.add(cat, "Kubernetes is "+mesh.MinKubernetes+" or newer", OK, "", "", "")
+	rep.pass(cat, "CHECK-KUBERNETES-VERSION", "Kubernetes is "+mesh.MinKubernetes+" or newer")
 }
 
 // coreCRDs are the kinds every Istio install serves.
@@ -38,10 +40,11 @@ func checkCRDs(rep *Report, s *cluster) {
 		}
 	}
 	if len(missing) > 0 {
-		rep.add("istio-crds", "Istio CRDs are installed", Fail, "missing: "+strings.Join(missing, ", "), "install Istio: kubectl mesh install", "")
+		rep.add("istio-crds", "Istio CRDs are installed", pipeline.Check{ID: "CHECK-CRDS-INSTALLED", Severity: pipeline.Error,
+			Message: "missing: " + strings.Join(missing, ", "), Hint: "install Istio: kubectl mesh install"})
 		return
 	}
-	rep.add("istio-crds", fmt.Sprintf("Istio CRDs are installed (%d)", len(s.IstioCRDs)), OK, "", "", "")
+	rep.pass("istio-crds", "CHECK-CRDS-INSTALLED", fmt.Sprintf("Istio CRDs are installed (%d)", len(s.IstioCRDs)))
 	// The CRD set can be compared with a control plane of the embedded
 	// release only: another release ships other kinds.
 	embedded := minor(mesh.IstioRelease)
@@ -63,13 +66,14 @@ func checkCRDs(rep *Report, s *cluster) {
 		name := fmt.Sprintf("CRDs match the control plane (Istio %s, revision %s)", embedded, cp.Revision)
 		switch {
 		case len(older) > 0:
-			rep.add("istio-crds", name, Warn, "missing kinds the control plane serves: "+short(older)+" (CRDs older than istiod)",
-				"upgrade the CRDs with the control plane: kubectl mesh install --revision "+cp.Revision, "https://istio.io/latest/docs/setup/upgrade/")
+			rep.add("istio-crds", name, pipeline.Check{ID: "CHECK-CRDS-MATCH", Severity: pipeline.Warning,
+				Message: "missing kinds the control plane serves: " + short(older) + " (CRDs older than istiod)",
+				Hint:    "upgrade the CRDs with the control plane: kubectl mesh install --revision " + cp.Revision, URL: "https://istio.io/latest/docs/setup/upgrade/"})
 		case len(extra) > 0:
-			rep.add("istio-crds", name, Warn, "kinds this release does not ship (left by another version): "+short(extra),
-				"check nothing uses them, then delete the CRDs", "")
+			rep.add("istio-crds", name, pipeline.Check{ID: "CHECK-CRDS-MATCH", Severity: pipeline.Warning,
+				Message: "kinds this release does not ship (left by another version): " + short(extra), Hint: "check nothing uses them, then delete the CRDs"})
 		default:
-			rep.add("istio-crds", name, OK, "", "", "")
+			rep.pass("istio-crds", "CHECK-CRDS-MATCH", name)
 		}
 		return
 	}
@@ -110,18 +114,18 @@ func drainBlocking(s *cluster, d appsv1.Deployment) string {
 	return ""
 }
 
-func available(d appsv1.Deployment) (string, string) {
+func available(d appsv1.Deployment) (pipeline.Severity, string) {
 	want := int32(1)
 	if d.Spec.Replicas != nil {
 		want = *d.Spec.Replicas
 	}
 	switch {
 	case d.Status.AvailableReplicas == 0 && want > 0:
-		return Fail, fmt.Sprintf("0/%d replicas available", want)
+		return pipeline.Error, fmt.Sprintf("0/%d replicas available", want)
 	case d.Status.AvailableReplicas < want:
-		return Warn, fmt.Sprintf("%d/%d replicas available", d.Status.AvailableReplicas, want)
+		return pipeline.Warning, fmt.Sprintf("%d/%d replicas available", d.Status.AvailableReplicas, want)
 	}
-	return OK, ""
+	return pipeline.Info, ""
 }
 
 func isGateway(d appsv1.Deployment) bool {
@@ -132,7 +136,8 @@ func isGateway(d appsv1.Deployment) bool {
 func checkControlPlane(rep *Report, s *cluster, istioNS string) {
 	const cat = "control-plane"
 	if len(s.Planes) == 0 {
-		rep.add(cat, "an istiod is installed", Fail, "no Deployment labelled app=istiod", "install the control plane: kubectl mesh install", "")
+		rep.add(cat, "an istiod is installed", pipeline.Check{ID: "CHECK-ISTIOD-INSTALLED", Severity: pipeline.Error,
+			Message: "no Deployment labelled app=istiod", Hint: "install the control plane: kubectl mesh install"})
 		return
 	}
 	for _, d := range s.Deployments {
@@ -140,15 +145,21 @@ func checkControlPlane(rep *Report, s *cluster, istioNS string) {
 			continue
 		}
 		name := fmt.Sprintf("Deployment %s/%s is available", d.Namespace, d.Name)
-		status, msg := available(d)
-		rep.add(cat, name, status, msg, "kubectl describe deployment -n "+d.Namespace+" "+d.Name, "")
+		sev, msg := available(d)
+		c := pipeline.Check{ID: "CHECK-DEPLOYMENT-AVAILABLE", Severity: sev, Message: msg}
+		if sev != pipeline.Info {
+			c.Hint = "kubectl describe deployment -n " + d.Namespace + " " + d.Name
+		}
+		rep.add(cat, name, c)
 		if why := drainBlocking(s, d); why != "" {
-			rep.add(cat, fmt.Sprintf("Deployment %s/%s can be drained", d.Namespace, d.Name), Warn, why+": node drains and cluster upgrades will hang",
-				"scale to at least 2 replicas (kubectl mesh install's production profile runs 2–5) or relax the budget", "https://istio.io/latest/docs/ops/deployment/best-practices/")
+			rep.add(cat, fmt.Sprintf("Deployment %s/%s can be drained", d.Namespace, d.Name), pipeline.Check{ID: "CHECK-DRAIN-BLOCKED", Severity: pipeline.Warning,
+				Message: why + ": node drains and cluster upgrades will hang",
+				Hint:    "scale to at least 2 replicas (kubectl mesh install's production profile runs 2–5) or relax the budget", URL: "https://istio.io/latest/docs/ops/deployment/best-practices/"})
 		}
 	}
 	if len(s.Deployments) == 0 {
-		rep.add(cat, "control-plane Deployments are readable", Warn, "no Deployments read in this scope (-n limits it)", "run without -n to check "+istioNS, "")
+		rep.add(cat, "control-plane Deployments are readable", pipeline.Check{ID: "CHECK-DEPLOYMENT-AVAILABLE", Severity: pipeline.Warning,
+			Message: "no Deployments read in this scope (-n limits it)", Hint: "run without -n to check " + istioNS})
 	}
 }
 
@@ -188,13 +199,14 @@ func checkWebhooks(rep *Report, s *cluster) {
 		seen[key] = true
 		switch {
 		case !s.Services[h.svcNS+"/"+h.svcName]:
-			rep.add(cat, key+" points at a live Service", Fail, fmt.Sprintf("Service %s/%s does not exist: pod creation in labelled namespaces fails or skips injection", h.svcNS, h.svcName),
-				"reinstall the revision, or delete the orphaned webhook", "https://istio.io/latest/docs/ops/common-problems/injection/")
+			rep.add(cat, key+" points at a live Service", pipeline.Check{ID: "CHECK-WEBHOOK-SERVICE", Severity: pipeline.Error,
+				Message: fmt.Sprintf("Service %s/%s does not exist: pod creation in labelled namespaces fails or skips injection", h.svcNS, h.svcName),
+				Hint:    "reinstall the revision, or delete the orphaned webhook", URL: "https://istio.io/latest/docs/ops/common-problems/injection/"})
 		case len(h.ca) == 0:
-			rep.add(cat, key+" has a CA bundle", Warn, "caBundle is empty: istiod patches it on start; if istiod is running this is stuck",
-				"check istiod's logs for webhook patching errors", "")
+			rep.add(cat, key+" has a CA bundle", pipeline.Check{ID: "CHECK-WEBHOOK-CA", Severity: pipeline.Warning,
+				Message: "caBundle is empty: istiod patches it on start; if istiod is running this is stuck", Hint: "check istiod's logs for webhook patching errors"})
 		default:
-			rep.add(cat, key+" points at a live Service with a CA bundle", OK, "", "", "")
+			rep.pass(cat, "CHECK-WEBHOOK-SERVICE", key+" points at a live Service with a CA bundle")
 		}
 	}
 	for _, m := range s.Mutating {
@@ -203,9 +215,11 @@ func checkWebhooks(rep *Report, s *cluster) {
 			continue
 		}
 		if _, ok := mesh.Resolve(s.Planes, rev); !ok {
-			rep.add("revision-tags", "tag "+tag+" points at an installed revision", Fail, "revision "+rev+" has no istiod", "move the tag: istioctl tag set "+tag+" --revision REV --overwrite", "https://istio.io/latest/docs/setup/upgrade/canary/#stable-revision-labels")
+			rep.add("revision-tags", "tag "+tag+" points at an installed revision", pipeline.Check{ID: "CHECK-REVISION-TAG", Severity: pipeline.Error,
+				Message: "revision " + rev + " has no istiod", Hint: "move the tag: istioctl tag set " + tag + " --revision REV --overwrite",
+				URL: "https://istio.io/latest/docs/setup/upgrade/canary/#stable-revision-labels"})
 		} else {
-			rep.add("revision-tags", "tag "+tag+" → revision "+rev, OK, "", "", "")
+			rep.pass("revision-tags", "CHECK-REVISION-TAG", "tag "+tag+" → revision "+rev)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"istio.io/istio/pkg/config/schema/gatewayapi"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 )
 
 // checkGatewayAPI reports the Gateway API CRDs' version against what the
@@ -20,8 +21,10 @@ func checkGatewayAPI(rep *Report, s *cluster) {
 	ours := mesh.GatewayAPIVersion()
 	istio := "Istio " + minor(mesh.IstioRelease)
 	if len(s.GatewayCRDs) == 0 {
-		rep.add(cat, "Gateway API CRDs are not installed", OK, "HTTPRoute canaries and Gateway API ingress need them",
-			"kubectl mesh install --gateway-api installs the standard channel "+ours, "https://istio.io/latest/docs/tasks/traffic-management/ingress/gateway-api/")
+		rep.add(cat, "Gateway API CRDs are not installed", pipeline.Check{ID: "CHECK-GATEWAY-API", Severity: pipeline.Info,
+			Message: "HTTPRoute canaries and Gateway API ingress need them",
+			Hint:    "kubectl mesh install --gateway-api installs the standard channel " + ours,
+			URL:     "https://istio.io/latest/docs/tasks/traffic-management/ingress/gateway-api/"})
 		return
 	}
 	names := sortedKeys(s.GatewayCRDs)
@@ -48,23 +51,30 @@ func checkGatewayAPI(rep *Report, s *cluster) {
 	_, hasRoutes = s.GatewayCRDs["httproutes.gateway.networking.k8s.io"]
 	switch {
 	case len(tooOld) > 0:
-		rep.add(cat, name, Fail, "istiod ignores CRDs older than it needs: "+short(tooOld),
-			"upgrade the Gateway API CRDs: kubectl mesh install --gateway-api", "https://istio.io/latest/docs/tasks/traffic-management/ingress/gateway-api/")
+		rep.add(cat, name, pipeline.Check{ID: "CHECK-GATEWAY-API", Severity: pipeline.Error,
+			Message: "istiod ignores CRDs older than it needs: " + short(tooOld),
+			Hint:    "upgrade the Gateway API CRDs: kubectl mesh install --gateway-api",
+			URL:     "https://istio.io/latest/docs/tasks/traffic-management/ingress/gateway-api/"})
 	case len(vs) > 1:
 		var parts []string
 		for _, v := range vs {
 			sort.Strings(versions[v])
 			parts = append(parts, orUnknown(v)+": "+short(versions[v]))
 		}
-		rep.add(cat, name, Warn, "CRDs of several Gateway API releases are installed ("+strings.Join(parts, "; ")+")",
-			"install one release of all of them: kubectl mesh install --gateway-api", "")
+		rep.add(cat, name, pipeline.Check{ID: "CHECK-GATEWAY-API", Severity: pipeline.Warning,
+			Message: "CRDs of several Gateway API releases are installed (" + strings.Join(parts, "; ") + ")",
+			Hint:    "install one release of all of them: kubectl mesh install --gateway-api"})
 	case mesh.NewerGatewayAPI(vs[0]):
-		rep.add(cat, name, Warn, fmt.Sprintf("%s is newer than %s, the Gateway API %s is built with: fields it does not know are ignored", vs[0], ours, istio),
-			"upgrade Istio, or keep routes to the fields "+ours+" has", "https://istio.io/latest/docs/releases/supported-releases/")
+		rep.add(cat, name, pipeline.Check{ID: "CHECK-GATEWAY-API", Severity: pipeline.Warning,
+			Message: fmt.Sprintf("%s is newer than %s, the Gateway API %s is built with: fields it does not know are ignored", vs[0], ours, istio),
+			Hint:    "upgrade Istio, or keep routes to the fields " + ours + " has",
+			URL:     "https://istio.io/latest/docs/releases/supported-releases/"})
 	case !hasRoutes:
-		rep.add(cat, name, Warn, "httproutes.gateway.networking.k8s.io is missing", "kubectl mesh install --gateway-api", "")
+		rep.add(cat, name, pipeline.Check{ID: "CHECK-GATEWAY-API", Severity: pipeline.Warning,
+			Message: "httproutes.gateway.networking.k8s.io is missing",
+			Hint:    "kubectl mesh install --gateway-api"})
 	default:
-		rep.add(cat, name, OK, "", "", "")
+		rep.pass(cat, "CHECK-GATEWAY-API", name)
 	}
 }
 

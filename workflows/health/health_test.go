@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline/plantest"
 )
 
@@ -96,9 +97,9 @@ func results(s *cluster) *Report {
 	return rep
 }
 
-func find(rep *Report, status, substr string) bool {
+func find(rep *Report, sev pipeline.Severity, substr string) bool {
 	for _, r := range rep.Results {
-		if r.Status == status && strings.Contains(r.Check+" "+r.Message, substr) {
+		if r.Severity == sev && strings.Contains(r.Title+" "+r.Message, substr) {
 			return true
 		}
 	}
@@ -108,7 +109,7 @@ func find(rep *Report, status, substr string) bool {
 // TestReportGolden: the JSON schema of a green cluster.
 func TestReportGolden(t *testing.T) {
 	rep := results(healthy())
-	if rep.Summary.Warn != 0 || rep.Summary.Fail != 0 {
+	if rep.Summary.Warning != 0 || rep.Summary.Error != 0 {
 		t.Fatalf("healthy fixture is not green: %+v", rep.Results)
 	}
 	var b bytes.Buffer
@@ -130,51 +131,56 @@ func TestChecks(t *testing.T) {
 	cases := []struct {
 		name    string
 		breakIt func(s *cluster)
-		status  string
+		sev     pipeline.Severity
 		want    string
 	}{
-		{"old kubernetes", func(s *cluster) { s.Version = "v1.26.3" }, Fail, "the cluster runs v1.26.3"},
-		{"missing CRDs", func(s *cluster) { s.IstioCRDs = coreCRDs[:2] }, Fail, "missing: gateways.networking.istio.io"},
+		{"old kubernetes", func(s *cluster) { s.Version = "v1.26.3" }, pipeline.Error, "the cluster runs v1.26.3"},
+		{"missing CRDs", func(s *cluster) { s.IstioCRDs = coreCRDs[:2] }, pipeline.Error, "missing: gateways.networking.istio.io"},
 		{"CRDs older than istiod", func(s *cluster) {
 			s.IstioCRDs = slices.DeleteFunc(s.IstioCRDs, func(n string) bool { return n == "telemetries.telemetry.istio.io" })
-		}, Warn, "missing kinds the control plane serves: telemetries.telemetry.istio.io"},
-		{"leftover CRD", func(s *cluster) { s.IstioCRDs = append(s.IstioCRDs, "istiooperators.install.istio.io") }, Warn, "(left by another version): istiooperators.install.istio.io"},
-		{"no istiod", func(s *cluster) { s.Planes = nil }, Fail, "no Deployment labelled app=istiod"},
-		{"istiod down", func(s *cluster) { s.Deployments[0].Status.AvailableReplicas = 0 }, Fail, "0/2 replicas available"},
-		{"istiod degraded", func(s *cluster) { s.Deployments[0].Status.AvailableReplicas = 1 }, Warn, "1/2 replicas available"},
-		{"drain-blocking PDB", func(s *cluster) { s.PDBs[0].Spec.MinAvailable.IntVal = 2 }, Warn, "needs 2 available of 2"},
-		{"webhook without service", func(s *cluster) { s.Services = map[string]bool{} }, Fail, "Service istio-system/istiod-1-31 does not exist"},
-		{"webhook without CA", func(s *cluster) { s.Mutating[0].Webhooks[0].ClientConfig.CABundle = nil }, Warn, "caBundle is empty"},
+		}, pipeline.Warning, "missing kinds the control plane serves: telemetries.telemetry.istio.io"},
+		{"leftover CRD", func(s *cluster) { s.IstioCRDs = append(s.IstioCRDs, "istiooperators.install.istio.io") }, pipeline.Warning, "(left by another version): istiooperators.install.istio.io"},
+		{"no istiod", func(s *cluster) { s.Planes = nil }, pipeline.Error, "no Deployment labelled app=istiod"},
+		{"istiod down", func(s *cluster) { s.Deployments[0].Status.AvailableReplicas = 0 }, pipeline.Error, "0/2 replicas available"},
+		{"istiod degraded", func(s *cluster) { s.Deployments[0].Status.AvailableReplicas = 1 }, pipeline.Warning, "1/2 replicas available"},
+		{"drain-blocking PDB", func(s *cluster) { s.PDBs[0].Spec.MinAvailable.IntVal = 2 }, pipeline.Warning, "needs 2 available of 2"},
+		{"webhook without service", func(s *cluster) { s.Services = map[string]bool{} }, pipeline.Error, "Service istio-system/istiod-1-31 does not exist"},
+		{"webhook without CA", func(s *cluster) { s.Mutating[0].Webhooks[0].ClientConfig.CABundle = nil }, pipeline.Warning, "caBundle is empty"},
 		{"dangling tag", func(s *cluster) {
 			h := hook("istio-revision-tag-prod", "1-29", "istio-system", "istiod-1-31", []byte("ca"))
 			h.Labels[mesh.LabelTag] = "prod"
 			s.Mutating = append(s.Mutating, h)
-		}, Fail, "revision 1-29 has no istiod"},
-		{"both injection labels", func(s *cluster) { s.Namespaces[1].Labels[mesh.LabelInjection] = "enabled" }, Fail, "IST0123"},
-		{"unknown revision", func(s *cluster) { s.Namespaces[1].Labels[mesh.LabelRev] = "1-99" }, Fail, "matches no revision or tag"},
-		{"pod without sidecar", func(s *cluster) { s.Workloads[0].Pods = append(s.Workloads[0].Pods, plainPod()) }, Warn, "without a sidecar: Deployment/api"},
-		{"proxy skew", func(s *cluster) { s.Workloads[0].Pods[0].Revision = "1-30" }, Warn, "IST0158"},
-		{"proxy without limits", func(s *cluster) { s.Workloads[0].Pods[0] = sidecarPod("1-31", false) }, Warn, "istio-proxy without limits"},
-		{"permissive default", func(s *cluster) { s.PAs = nil }, Warn, "PERMISSIVE (Istio's default)"},
+		}, pipeline.Error, "revision 1-29 has no istiod"},
+		{"both injection labels", func(s *cluster) { s.Namespaces[1].Labels[mesh.LabelInjection] = "enabled" }, pipeline.Error, "IST0123"},
+		{"unknown revision", func(s *cluster) { s.Namespaces[1].Labels[mesh.LabelRev] = "1-99" }, pipeline.Error, "matches no revision or tag"},
+		{"pod without sidecar", func(s *cluster) { s.Workloads[0].Pods = append(s.Workloads[0].Pods, plainPod()) }, pipeline.Warning, "without a sidecar: Deployment/api"},
+		{"proxy skew", func(s *cluster) { s.Workloads[0].Pods[0].Revision = "1-30" }, pipeline.Warning, "IST0158"},
+		{"proxy without limits", func(s *cluster) { s.Workloads[0].Pods[0] = sidecarPod("1-31", false) }, pipeline.Warning, "istio-proxy without limits"},
+		{"permissive default", func(s *cluster) { s.PAs = nil }, pipeline.Warning, "PERMISSIVE (Istio's default)"},
 		{"permissive for long", func(s *cluster) {
 			s.PAs[0].Mode, s.PAs[0].Created = mesh.ModePermissive, now.Add(-45*24*time.Hour)
-		}, Warn, "left PERMISSIVE for 45 days"},
+		}, pipeline.Warning, "left PERMISSIVE for 45 days"},
 		{"allow-all policy", func(s *cluster) {
 			s.AuthZ = []*unstructured.Unstructured{{Object: map[string]any{"metadata": map[string]any{"name": "open", "namespace": "shop"}, "spec": map[string]any{"rules": []any{map[string]any{}}}}}}
-		}, Warn, "shop/open"},
+		}, pipeline.Warning, "shop/open"},
 		{"no probes", func(s *cluster) {
 			s.Deployments[1] = deploy("shop", "api", 1, 1, map[string]string{"app": "api"}, false)
-		}, Warn, "missing on: shop/api"},
+		}, pipeline.Warning, "missing on: shop/api"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := healthy()
 			tc.breakIt(s)
 			rep := results(s)
-			if !find(rep, tc.status, tc.want) {
-				t.Fatalf("no %s result mentioning %q:\n%+v", tc.status, tc.want, rep.Results)
+			for _, r := range rep.Results {
+				if !strings.HasPrefix(r.ID, "CHECK-") {
+					t.Errorf("result %q has no CHECK- ID: %q", r.Title, r.ID)
+				}
 			}
-			if tc.status == Warn && rep.Summary.Fail != 0 {
+			if !find(rep, tc.sev, tc.want) {
+				t.Fatalf("no %s result mentioning %q:\n%+v", tc.sev, tc.want, rep.Results)
+			}
+			if tc.sev == pipeline.Warning && rep.Summary.Error != 0 {
 				t.Fatalf("a warning case failed a check: %+v", rep.Results)
 			}
 		})
@@ -213,7 +219,7 @@ func TestCRDsOfAnotherRelease(t *testing.T) {
 	s := healthy()
 	s.Deployments[0].Spec.Template.Spec.Containers[0].Image = "docker.io/istio/pilot:1.29.2"
 	s.IstioCRDs = append(s.IstioCRDs, "istiooperators.install.istio.io")
-	if rep := results(s); rep.Summary.Warn != 0 || find(rep, OK, "CRDs match") {
+	if rep := results(s); rep.Summary.Warning != 0 || find(rep, pipeline.Info, "CRDs match") {
 		t.Fatalf("CRDs compared against another release: %+v", rep.Results)
 	}
 }
@@ -232,24 +238,25 @@ func TestGatewayAPIVersion(t *testing.T) {
 	noRoutes := all(ours, "standard")
 	delete(noRoutes, "httproutes.gateway.networking.k8s.io")
 	cases := []struct {
-		crds           map[string][2]string
-		status, substr string
+		crds   map[string][2]string
+		sev    pipeline.Severity
+		substr string
 	}{
-		{nil, OK, "Gateway API CRDs are not installed"},
-		{all(ours, "standard"), OK, "Gateway API CRDs " + ours + " (standard channel) are supported by Istio 1.31"},
-		{all(ours, "experimental"), OK, "(experimental channel)"},
-		{all("v1.4.0", "standard"), Fail, "tcproutes.gateway.networking.k8s.io v1.4.0 (needs v1.6.0)"},
-		{all("v9.1.0", "standard"), Warn, "v9.1.0 is newer than " + ours},
-		{mixed, Warn, "v1.5.1: gateways"},
-		{noRoutes, Warn, "httproutes.gateway.networking.k8s.io is missing"},
+		{nil, pipeline.Info, "Gateway API CRDs are not installed"},
+		{all(ours, "standard"), pipeline.Info, "Gateway API CRDs " + ours + " (standard channel) are supported by Istio 1.31"},
+		{all(ours, "experimental"), pipeline.Info, "(experimental channel)"},
+		{all("v1.4.0", "standard"), pipeline.Error, "tcproutes.gateway.networking.k8s.io v1.4.0 (needs v1.6.0)"},
+		{all("v9.1.0", "standard"), pipeline.Warning, "v9.1.0 is newer than " + ours},
+		{mixed, pipeline.Warning, "v1.5.1: gateways"},
+		{noRoutes, pipeline.Warning, "httproutes.gateway.networking.k8s.io is missing"},
 	}
 	for _, tc := range cases {
 		s := healthy()
 		s.GatewayCRDs = tc.crds
 		rep := &Report{}
 		checkGatewayAPI(rep, s)
-		if len(rep.Results) != 1 || !find(rep, tc.status, tc.substr) {
-			t.Errorf("%v: want %s %q, got %+v", tc.crds, tc.status, tc.substr, rep.Results)
+		if len(rep.Results) != 1 || !find(rep, tc.sev, tc.substr) {
+			t.Errorf("%v: want %s %q, got %+v", tc.crds, tc.sev, tc.substr, rep.Results)
 		}
 	}
 }

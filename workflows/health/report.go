@@ -9,46 +9,48 @@ import (
 	"strings"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/analysis"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 )
 
-// Result states.
-const (
-	OK   = "ok"
-	Warn = "warn"
-	Fail = "fail"
-)
-
-// Result is one check's outcome.
+// Result is one check's outcome: what was checked and the finding, whose
+// severity is Info when the check passed.
 type Result struct {
 	Category string `json:"category"`
-	Check    string `json:"check"`
-	Status   string `json:"status"`
-	Message  string `json:"message,omitempty"`
-	Hint     string `json:"hint,omitempty"`
-	URL      string `json:"url,omitempty"`
+	Title    string `json:"check"`
+	pipeline.Check
 }
 
 // Report is check's output; -o json prints it as is.
 type Report struct {
 	Results []Result `json:"results"`
+	// Summary counts the results by severity.
 	Summary struct {
-		OK   int `json:"ok"`
-		Warn int `json:"warn"`
-		Fail int `json:"fail"`
+		Info    int `json:"info"`
+		Warning int `json:"warning"`
+		Error   int `json:"error"`
 	} `json:"summary"`
 }
 
-func (r *Report) add(category, check, status, message, hint, url string) {
-	r.Results = append(r.Results, Result{category, check, status, message, hint, url})
-	switch status {
-	case OK:
-		r.Summary.OK++
-	case Warn:
-		r.Summary.Warn++
+// pass records a check that passed.
+func (r *Report) pass(category, id, title string) {
+	r.add(category, title, pipeline.Check{ID: id, Severity: pipeline.Info})
+}
+
+// add records a check's finding.
+func (r *Report) add(category, title string, c pipeline.Check) {
+	r.Results = append(r.Results, Result{category, title, c})
+	switch c.Severity {
+	case pipeline.Info:
+		r.Summary.Info++
+	case pipeline.Warning:
+		r.Summary.Warning++
 	default:
-		r.Summary.Fail++
+		r.Summary.Error++
 	}
 }
+
+// marks are check's table signs, as istioctl x precheck prints them.
+var marks = map[pipeline.Severity]string{pipeline.Info: "√", pipeline.Warning: "‼", pipeline.Error: "×"}
 
 func (o *Check) print(w io.Writer, rep *Report) error {
 	if o.Output == "json" {
@@ -65,8 +67,7 @@ func (o *Check) print(w io.Writer, rep *Report) error {
 			fmt.Fprintf(w, "%s\n%s\n", r.Category, strings.Repeat("-", len(r.Category)))
 			last = r.Category
 		}
-		mark := map[string]string{OK: "√", Warn: "‼", Fail: "×"}[r.Status]
-		fmt.Fprintf(w, "%s %s\n", mark, r.Check)
+		fmt.Fprintf(w, "%s %s\n", marks[r.Severity], r.Title)
 		if r.Message != "" {
 			fmt.Fprintf(w, "    %s\n", r.Message)
 		}
@@ -77,7 +78,7 @@ func (o *Check) print(w io.Writer, rep *Report) error {
 			fmt.Fprintf(w, "    see: %s\n", r.URL)
 		}
 	}
-	fmt.Fprintf(w, "\nStatus check results: %d √, %d ‼, %d ×\n", rep.Summary.OK, rep.Summary.Warn, rep.Summary.Fail)
+	fmt.Fprintf(w, "\nStatus check results: %d √, %d ‼, %d ×\n", rep.Summary.Info, rep.Summary.Warning, rep.Summary.Error)
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 )
 
 // permissiveTooLong is when an explicit PERMISSIVE policy counts as a
@@ -26,13 +27,16 @@ func checkNamespaces(rep *Report, s *cluster, only string) {
 		rev, inj := ns.Labels[mesh.LabelRev], ns.Labels[mesh.LabelInjection]
 		switch {
 		case rev != "" && inj != "":
-			rep.add(cat, "namespace "+ns.Name+" has one injection label", Fail, fmt.Sprintf("both istio-injection=%s and istio.io/rev=%s (IST0123): which one wins depends on the webhooks", inj, rev),
-				"kubectl mesh inject -n "+ns.Name+" --revision R keeps exactly one", "https://istio.io/latest/docs/reference/config/analysis/ist0123/")
+			rep.add(cat, "namespace "+ns.Name+" has one injection label", pipeline.Check{ID: "CHECK-INJECTION-LABELS", Severity: pipeline.Error,
+				Message: fmt.Sprintf("both istio-injection=%s and istio.io/rev=%s (IST0123): which one wins depends on the webhooks", inj, rev),
+				Hint:    "kubectl mesh inject -n " + ns.Name + " --revision R keeps exactly one",
+				URL:     "https://istio.io/latest/docs/reference/config/analysis/ist0123/"})
 		case rev != "" && !slices.Contains(names, rev):
-			rep.add(cat, "namespace "+ns.Name+" selects an installed revision", Fail, "istio.io/rev="+rev+" matches no revision or tag: new pods get no sidecar",
-				"kubectl mesh inject -n "+ns.Name+" --revision "+strings.Join(names, "|"), "")
+			rep.add(cat, "namespace "+ns.Name+" selects an installed revision", pipeline.Check{ID: "CHECK-INJECTION-REVISION", Severity: pipeline.Error,
+				Message: "istio.io/rev=" + rev + " matches no revision or tag: new pods get no sidecar",
+				Hint:    "kubectl mesh inject -n " + ns.Name + " --revision " + strings.Join(names, "|")})
 		case rev != "" || inj == "enabled":
-			rep.add(cat, "namespace "+ns.Name+" → "+injection(ns), OK, "", "", "")
+			rep.pass(cat, "CHECK-INJECTION-REVISION", "namespace "+ns.Name+" → "+injection(ns))
 		}
 	}
 }
@@ -76,18 +80,23 @@ func checkSidecars(rep *Report, s *cluster, only string) {
 		}
 		cov := mesh.Coverage(ws)
 		if len(missing) > 0 {
-			rep.add(cat, fmt.Sprintf("namespace %s: every pod has a sidecar (%s)", ns, cov), Warn, "without a sidecar: "+short(missing),
-				"kubectl mesh inject -n "+ns+" --restart", "")
+			rep.add(cat, fmt.Sprintf("namespace %s: every pod has a sidecar (%s)", ns, cov), pipeline.Check{ID: "CHECK-SIDECAR-COVERAGE", Severity: pipeline.Warning,
+				Message: "without a sidecar: " + short(missing),
+				Hint:    "kubectl mesh inject -n " + ns + " --restart"})
 		} else {
-			rep.add(cat, fmt.Sprintf("namespace %s: every pod has a sidecar (%s)", ns, cov), OK, "", "", "")
+			rep.pass(cat, "CHECK-SIDECAR-COVERAGE", fmt.Sprintf("namespace %s: every pod has a sidecar (%s)", ns, cov))
 		}
 		if len(skew) > 0 {
-			rep.add(cat, fmt.Sprintf("namespace %s: proxies match revision %s", ns, want), Warn, "older proxies (IST0158): "+short(skew),
-				"kubectl mesh inject -n "+ns+" --restart", "https://istio.io/latest/docs/reference/config/analysis/ist0158/")
+			rep.add(cat, fmt.Sprintf("namespace %s: proxies match revision %s", ns, want), pipeline.Check{ID: "CHECK-PROXY-SKEW", Severity: pipeline.Warning,
+				Message: "older proxies (IST0158): " + short(skew),
+				Hint:    "kubectl mesh inject -n " + ns + " --restart",
+				URL:     "https://istio.io/latest/docs/reference/config/analysis/ist0158/"})
 		}
 		if len(unlimited) > 0 {
-			rep.add(cat, fmt.Sprintf("namespace %s: sidecars have resource limits", ns), Warn, "istio-proxy without limits: "+short(unlimited),
-				"set sidecar.istio.io/proxyMemoryLimit and proxyCPULimit, or global.proxy.resources", "https://istio.io/latest/docs/reference/config/annotations/")
+			rep.add(cat, fmt.Sprintf("namespace %s: sidecars have resource limits", ns), pipeline.Check{ID: "CHECK-PROXY-LIMITS", Severity: pipeline.Warning,
+				Message: "istio-proxy without limits: " + short(unlimited),
+				Hint:    "set sidecar.istio.io/proxyMemoryLimit and proxyCPULimit, or global.proxy.resources",
+				URL:     "https://istio.io/latest/docs/reference/config/annotations/"})
 		}
 	}
 }
@@ -108,7 +117,7 @@ func checkPosture(rep *Report, s *cluster, root, only string, now time.Time) {
 		name := fmt.Sprintf("namespace %s is STRICT", ns)
 		switch mode {
 		case mesh.ModeStrict:
-			rep.add(cat, name, OK, "", "", "")
+			rep.pass(cat, "CHECK-MTLS-STRICT", name)
 		case mesh.ModePermissive:
 			msg := "PERMISSIVE (Istio's default): plaintext is accepted"
 			if source != "" {
@@ -120,9 +129,14 @@ func checkPosture(rep *Report, s *cluster, root, only string, now time.Time) {
 					break
 				}
 			}
-			rep.add(cat, name, Warn, msg, "kubectl mesh migrate-mtls -n "+ns, "https://istio.io/latest/docs/tasks/security/authentication/mtls-migration/")
+			rep.add(cat, name, pipeline.Check{ID: "CHECK-MTLS-STRICT", Severity: pipeline.Warning,
+				Message: msg,
+				Hint:    "kubectl mesh migrate-mtls -n " + ns,
+				URL:     "https://istio.io/latest/docs/tasks/security/authentication/mtls-migration/"})
 		default:
-			rep.add(cat, name, Warn, mode+" ("+source+")", "kubectl mesh migrate-mtls -n "+ns+" --stage permissive", "")
+			rep.add(cat, name, pipeline.Check{ID: "CHECK-MTLS-STRICT", Severity: pipeline.Warning,
+				Message: mode + " (" + source + ")",
+				Hint:    "kubectl mesh migrate-mtls -n " + ns + " --stage permissive"})
 		}
 	}
 }
@@ -147,10 +161,12 @@ func checkAntiPatterns(rep *Report, s *cluster, only string) {
 		}
 	}
 	if len(allowAll) > 0 {
-		rep.add(cat, "no allow-all AuthorizationPolicy", Warn, "rules: [{}] allows every request: "+short(allowAll),
-			"allow named principals, namespaces or paths instead", "https://istio.io/latest/docs/ops/best-practices/security/#use-allow-with-positive-matching-and-deny-with-negative-match")
+		rep.add(cat, "no allow-all AuthorizationPolicy", pipeline.Check{ID: "CHECK-ALLOW-ALL", Severity: pipeline.Warning,
+			Message: "rules: [{}] allows every request: " + short(allowAll),
+			Hint:    "allow named principals, namespaces or paths instead",
+			URL:     "https://istio.io/latest/docs/ops/best-practices/security/#use-allow-with-positive-matching-and-deny-with-negative-match"})
 	} else {
-		rep.add(cat, "no allow-all AuthorizationPolicy", OK, "", "", "")
+		rep.pass(cat, "CHECK-ALLOW-ALL", "no allow-all AuthorizationPolicy")
 	}
 	injected := injectedNamespaces(s, only)
 	var noProbes []string
@@ -166,9 +182,11 @@ func checkAntiPatterns(rep *Report, s *cluster, only string) {
 		}
 	}
 	if len(noProbes) > 0 {
-		rep.add(cat, "mesh workloads have readiness and liveness probes", Warn, "missing on: "+short(noProbes),
-			"without probes traffic reaches pods before they (and their sidecar) are ready", "https://istio.io/latest/docs/ops/configuration/mesh/app-health-check/")
+		rep.add(cat, "mesh workloads have readiness and liveness probes", pipeline.Check{ID: "CHECK-PROBES", Severity: pipeline.Warning,
+			Message: "missing on: " + short(noProbes),
+			Hint:    "without probes traffic reaches pods before they (and their sidecar) are ready",
+			URL:     "https://istio.io/latest/docs/ops/configuration/mesh/app-health-check/"})
 	} else if len(injected) > 0 {
-		rep.add(cat, "mesh workloads have readiness and liveness probes", OK, "", "", "")
+		rep.pass(cat, "CHECK-PROBES", "mesh workloads have readiness and liveness probes")
 	}
 }
