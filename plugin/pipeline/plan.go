@@ -108,6 +108,9 @@ type Plan struct {
 	Notes  []string
 	// UndoOf is the change set this plan reverses, if it is an undo.
 	UndoOf string
+	// Done, when set, says why there is nothing (more) to apply (a canary
+	// at the end of its steps): the engine prints it and applies nothing.
+	Done string
 	// Report is printed on stderr before the diff (an inventory, a coverage
 	// table): what the user needs to judge the plan.
 	Report func(w io.Writer)

@@ -134,6 +134,12 @@ func TestPlansGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 		golden(t, "step-25", p)
+		// At the end of its steps a first step says so, as data.
+		end := &step{To: 25, first: true, gate: gate{Skip: true}}
+		end.common = common{Service: "reviews", VersionLabel: "version", t: continueFrom(t, tg, p)}
+		if done, err := end.Plan(nil, nil); err != nil || done == nil || len(done.Phases) != 0 || !strings.Contains(done.Done, "is at 25%, the end of its plan") {
+			t.Fatalf("step at its end: %+v, %v", done, err)
+		}
 		tg = continueFrom(t, tg, p)
 		pr := &promote{common: common{Service: "reviews", VersionLabel: "version", t: tg}, Cleanup: true}
 		p, err = pr.Plan(nil, nil)

@@ -96,7 +96,7 @@ func (o *step) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, error)
 	next, ok := o.nextWeight(s)
 	if !ok {
 		if o.first {
-			fmt.Fprintf(c.Streams.ErrOut, "The canary of %s is at %d%%, the end of its plan: promote it with kubectl mesh canary promote -n %s %s\n", o.Service, s.Weight, o.t.Namespace, o.Service)
+			return &pipeline.Plan{Done: fmt.Sprintf("The canary of %s is at %d%%, the end of its plan: promote it with kubectl mesh canary promote -n %s %s", o.Service, s.Weight, o.t.Namespace, o.Service)}, nil
 		}
 		return nil, nil
 	}
@@ -111,8 +111,11 @@ func (o *step) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, error)
 		}
 		if o.Auto && !v.Pass {
 			o.aborted = v.checks()[0].Message
-			fmt.Fprintf(c.Streams.ErrOut, "%s: aborting the canary\n", o.aborted)
-			return abortPlan(o.t, s)
+			plan, err := abortPlan(o.t, s)
+			if plan != nil {
+				plan.Notes = append([]string{o.aborted + ": aborting the canary"}, plan.Notes...)
+			}
+			return plan, err
 		}
 		checks = v.checks()
 	}
