@@ -146,3 +146,32 @@ func TestResilienceOnTerminal(t *testing.T) {
 		t.Fatalf("the ejection time typed at the prompt: %q", got)
 	}
 }
+
+// TestResilienceLintLive: analyze lints the cluster's VirtualServices from
+// the analyzers' own read, every revision's, in the namespace asked only.
+func TestResilienceLintLive(t *testing.T) {
+	ns, other := "lint-live", "lint-live-other"
+	createNamespace(t, ns)
+	createNamespace(t, other)
+	vs := func(ns, name, labels string) string {
+		return `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ` + name + `, namespace: ` + ns + `, labels: {` + labels + `}}
+spec:
+  hosts: [` + name + `]
+  http:
+  - match: [{method: {exact: GET}}]
+    timeout: 2s
+    retries: {attempts: 3, perTryTimeout: 1s, retryOn: connect-failure}
+    route: [{destination: {host: ` + name + `}}]
+`
+	}
+	mustKubectl(t, "apply", "-f", writeFile(t, "lint.yaml", vs(ns, "budget", "")+"---\n"+vs(ns, "canary-budget", "istio.io/rev: canary")+"---\n"+vs(other, "elsewhere", "")))
+	r := mesh(t, 79, "analyze", "-n", ns)
+	mustContain(t, "lint", r.stdout, "Error [KM0101] (VirtualService "+ns+"/budget)", "Error [KM0101] (VirtualService "+ns+"/canary-budget)", "3 attempts × perTryTimeout 1s = 3s exceed the route timeout 2s")
+	if strings.Contains(r.stdout, "elsewhere") {
+		t.Fatalf("analyze -n %s linted another namespace:\n%s", ns, r.stdout)
+	}
+	r = mesh(t, 79, "analyze", "-A")
+	mustContain(t, "lint -A", r.stdout, "(VirtualService "+other+"/elsewhere)")
+}

@@ -3,6 +3,7 @@ package analysis
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -24,6 +25,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -41,7 +43,21 @@ type Snapshot struct {
 	// The istio ConfigMap's mesh config and networks, as the live source
 	// reads them; empty when absent (the analyzer then uses defaults).
 	mesh, networks string
+	// kept holds the kinds Options.Keep names as the API server sent
+	// them, every revision's, from the same LIST.
+	kept map[config.GroupVersionKind][]*unstructured.Unstructured
 }
+
+// Objects are the objects of a kind Options.Keep named, in every
+// namespace and revision, as the API server sent them (without
+// managedFields): the resilience lint reads the VirtualServices and
+// DestinationRules the analyzers read, without listing them again.
+func (s *Snapshot) Objects(k config.GroupVersionKind) []*unstructured.Unstructured {
+	return s.kept[k]
+}
+
+// MeshConfig is the istio ConfigMap's mesh config YAML, "" when there is none.
+func (s *Snapshot) MeshConfig() string { return s.mesh }
 
 // Read takes the snapshot the analyses o describes need: the inputs of the
 // analyzers o selects, in the cluster behind kube. A kind the user may not
@@ -56,7 +72,7 @@ func Read(ctx context.Context, kube kubernetes.Interface, o Options) (*Snapshot,
 			kinds = append(kinds, collectionKind{s: s, gvk: s.GroupVersionKind()})
 		}
 	}
-	snap := &Snapshot{schemas: collection.SchemasFor()}
+	snap := &Snapshot{schemas: collection.SchemasFor(), kept: map[config.GroupVersionKind][]*unstructured.Unstructured{}}
 	if len(kinds) == 0 {
 		return snap, nil
 	}
@@ -82,10 +98,16 @@ func Read(ctx context.Context, kube kubernetes.Interface, o Options) (*Snapshot,
 	}
 	list := func(k collectionKind, namespace, fieldSelector string, keep func(runtime.Object) bool) {
 		defer wg.Done()
-		objs, err := listTyped(ctx, kube, k, namespace, fieldSelector)
+		keepRaw := slices.Contains(o.Keep, k.gvk)
+		objs, raw, err := listTyped(ctx, kube, k, namespace, fieldSelector, keepRaw)
 		if err != nil {
 			fail(k, err)
 			return
+		}
+		if keepRaw {
+			mu.Lock()
+			snap.kept[k.gvk] = raw
+			mu.Unlock()
 		}
 		var out []config.Config
 		for _, obj := range objs {
@@ -124,7 +146,7 @@ func Read(ctx context.Context, kube kubernetes.Interface, o Options) (*Snapshot,
 	go func() {
 		defer wg.Done()
 		k := collectionKind{gvk: gvk.ConfigMap, s: configMaps}
-		objs, err := listTyped(ctx, kube, k, o.IstioNamespace, "")
+		objs, _, err := listTyped(ctx, kube, k, o.IstioNamespace, "", false)
 		if err != nil {
 			if apierrors.IsForbidden(err) && !wantConfigMaps {
 				return // only the mesh config: the defaults, as istioctl without access
@@ -189,10 +211,11 @@ func (k collectionKind) name() string {
 var configMaps, _ = collections.All.FindByGroupVersionKind(gvk.ConfigMap)
 
 // listTyped lists one kind in one request, decoded into Istio's typed
-// objects (which its config translation expects). resourceVersion=0 is
-// served from the API server's watch cache in one response whatever the
-// size, as the informers this replaces start from.
-func listTyped(ctx context.Context, kube kubernetes.Interface, k collectionKind, namespace, fieldSelector string) ([]runtime.Object, error) {
+// objects (which its config translation expects), and with raw also as
+// unstructured objects. resourceVersion=0 is served from the API server's
+// watch cache in one response whatever the size, as the informers this
+// replaces start from.
+func listTyped(ctx context.Context, kube kubernetes.Interface, k collectionKind, namespace, fieldSelector string, raw bool) ([]runtime.Object, []*unstructured.Unstructured, error) {
 	gvr := k.s.GroupVersionResource()
 	path := "/apis/" + gvr.Group + "/" + gvr.Version
 	if gvr.Group == "" {
@@ -207,17 +230,28 @@ func listTyped(ctx context.Context, kube kubernetes.Interface, k collectionKind,
 	}
 	body, err := req.DoRaw(ctx)
 	if apierrors.IsNotFound(err) {
-		return nil, nil // not served: Istio's delayed informers would wait for the CRD
+		return nil, nil, nil // not served: Istio's delayed informers would wait for the CRD
 	} else if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	obj, _, err := istiokube.IstioCodec.UniversalDeserializer().Decode(body, nil, nil)
 	if err != nil {
-		return nil, fmt.Errorf("decoding the list: %w", err)
+		return nil, nil, fmt.Errorf("decoding the list: %w", err)
 	}
 	items, err := meta.ExtractList(obj)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	var us []*unstructured.Unstructured
+	if raw {
+		var l unstructured.UnstructuredList
+		if err := l.UnmarshalJSON(body); err != nil {
+			return nil, nil, fmt.Errorf("decoding the list: %w", err)
+		}
+		for i := range l.Items {
+			l.Items[i].SetManagedFields(nil)
+			us = append(us, &l.Items[i])
+		}
 	}
 	for _, it := range items {
 		// No analyzer reads managedFields (Istio's own caches drop them
@@ -226,7 +260,7 @@ func listTyped(ctx context.Context, kube kubernetes.Interface, k collectionKind,
 			m.SetManagedFields(nil)
 		}
 	}
-	return items, nil
+	return items, us, nil
 }
 
 // runtimeFieldSelector is the live source's field selector per kind: no

@@ -13,10 +13,10 @@ import (
 	"istio.io/istio/pkg/config"
 	"istio.io/istio/pkg/config/analysis/diag"
 	"istio.io/istio/pkg/config/schema/collections"
+	"istio.io/istio/pkg/config/schema/gvk"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/analysis"
@@ -181,9 +181,10 @@ func (o *analyzeOptions) Inspect(ctx context.Context, c *cli.Context) error {
 	}
 	opts := analysis.Options{Namespace: ns, IstioNamespace: c.Engine.IstioNamespace, Files: sources, Suppress: sups, MeshConfig: meshConfig, Analyzers: o.analyzers}
 	var msgs diag.Messages
+	var snap *analysis.Snapshot
 	var runErr error
 	if o.useKube {
-		if msgs, runErr = o.analyzeLive(ctx, c, ns, opts); runErr != nil && !errors.As(runErr, new(*analysis.ParseError)) {
+		if msgs, snap, runErr = o.analyzeLive(ctx, c, ns, opts); runErr != nil && !errors.As(runErr, new(*analysis.ParseError)) {
 			return runErr
 		}
 	} else {
@@ -197,11 +198,7 @@ func (o *analyzeOptions) Inspect(ctx context.Context, c *cli.Context) error {
 	} else if runErr != nil {
 		return runErr
 	}
-	lint, err := o.lint(ctx, c, ns, meshConfig, fileObjs, sups)
-	if err != nil {
-		return err
-	}
-	msgs = append(msgs, lint...)
+	msgs = append(msgs, o.lint(snap, ns, meshConfig, fileObjs, sups)...)
 	// Like istioctl: the exit code counts every message; the output threshold only hides.
 	shown := msgs.SetDocRef("kubectl-mesh-analyze").FilterOutLowerThan(outThreshold)
 	text, err := analysis.Print(shown, format, format == formatting.LogFormat && cli.Color(c.Streams.Out))
@@ -231,12 +228,16 @@ func (o *analyzeOptions) Inspect(ctx context.Context, c *cli.Context) error {
 	return nil
 }
 
+// lintKinds are what the resilience lint reads from the analyzers' snapshot.
+var lintKinds = []config.GroupVersionKind{gvk.VirtualService, gvk.DestinationRule}
+
 // lint runs the resilience lint over the VirtualServices and
-// DestinationRules analyzed: the cluster's (in scope) with the files'
-// objects in place of the live ones they name.
-func (o *analyzeOptions) lint(ctx context.Context, c *cli.Context, ns, meshConfig string, files []*unstructured.Unstructured, sups []analysis.Suppression) (diag.Messages, error) {
+// DestinationRules analyzed: the cluster's (in scope, from the analyzers'
+// snapshot; nil for files only) with the files' objects in place of the
+// live ones they name.
+func (o *analyzeOptions) lint(snap *analysis.Snapshot, ns, meshConfig string, files []*unstructured.Unstructured, sups []analysis.Suppression) diag.Messages {
 	if len(o.analyzers) > 0 {
-		return nil, nil // --analyzer selects Istio's analyzers only
+		return nil // --analyzer selects Istio's analyzers only
 	}
 	byRef := map[string]*unstructured.Unstructured{}
 	var order []string
@@ -258,22 +259,14 @@ func (o *analyzeOptions) lint(ctx context.Context, c *cli.Context, ns, meshConfi
 		byRef[key] = u
 	}
 	retryOn := resilience.MeshRetryOnYAML(meshConfig)
-	if o.useKube {
-		cl, err := c.Clients()
-		if err != nil {
-			return nil, err
-		}
-		for _, gvr := range []schema.GroupVersionResource{mesh.VirtualServices, mesh.DestinationRules} {
-			l, err := cl.Dynamic.Resource(gvr).Namespace(ns).List(ctx, metav1.ListOptions{})
-			if err != nil {
-				return nil, fmt.Errorf("listing %s for the resilience lint: %w", gvr.Resource, err)
-			}
-			for i := range l.Items {
-				add(&l.Items[i])
+	if snap != nil {
+		for _, k := range lintKinds {
+			for _, u := range snap.Objects(k) {
+				add(u)
 			}
 		}
 		if meshConfig == "" {
-			retryOn = resilience.MeshRetryOn(ctx, cl.Kube, c.Engine.IstioNamespace)
+			retryOn = resilience.MeshRetryOnYAML(snap.MeshConfig())
 		}
 	}
 	for _, u := range files {
@@ -293,31 +286,35 @@ func (o *analyzeOptions) lint(ctx context.Context, c *cli.Context, ns, meshConfi
 			kept = append(kept, f)
 		}
 	}
-	return analysis.LintMessages(kept), nil
+	return analysis.LintMessages(kept)
 }
 
 // analyzeLive analyzes the cluster (with the files as a what-if); a
 // *analysis.ParseError comes with the messages of what could be read.
-func (o *analyzeOptions) analyzeLive(ctx context.Context, c *cli.Context, ns string, opts analysis.Options) (diag.Messages, error) {
+func (o *analyzeOptions) analyzeLive(ctx context.Context, c *cli.Context, ns string, opts analysis.Options) (diag.Messages, *analysis.Snapshot, error) {
 	if err := requireCluster(ctx, c, ns); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	kube, err := c.Kube()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := o.selectRevision(ctx, kube, &opts); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	all, err := analysis.RunLive(ctx, kube, opts)
+	if len(o.analyzers) == 0 {
+		opts.Keep = lintKinds // the resilience lint's input, from the same LIST
+	}
+	snap, err := analysis.Read(ctx, kube, opts)
 	var denied *analysis.DeniedError
 	if errors.As(err, &denied) {
-		return nil, exitcode.New(exitcode.NoPerm, fmt.Errorf("Istio's analyzers read the whole cluster, but you %s: ask for read access, or analyze files only with --use-kube=false", denied))
+		return nil, nil, exitcode.New(exitcode.NoPerm, fmt.Errorf("Istio's analyzers read the whole cluster, but you %s: ask for read access, or analyze files only with --use-kube=false", denied))
+	} else if err != nil {
+		return nil, nil, err
 	}
-	if all == nil {
-		return nil, err
-	}
-	return all[0], err
+	opts.Snapshot = snap
+	msgs, err := analysis.Run(ctx, opts)
+	return msgs, snap, err
 }
 
 // selectRevision points the analysis at one control plane: its config
