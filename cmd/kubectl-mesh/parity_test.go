@@ -72,11 +72,13 @@ func TestAnalyzeParityWithIstioctl(t *testing.T) {
 				ours = slices.DeleteFunc(ours, func(m string) bool { return strings.HasPrefix(m, "KM") })
 				// A few analyzers word a message from a map's iteration order
 				// (which pair conflicts first, which unknown field): ours must
-				// be a set istioctl itself produces on some run.
-				for try := 0; try < 20 && !slices.Equal(theirs, ours); try++ {
+				// be a set istioctl itself produces on some run, or, where
+				// the orders are too many to meet, equal to istioctl's but
+				// for those messages' wording (as in the live parity test).
+				for try := 0; try < 5 && !slices.Equal(theirs, ours); try++ {
 					theirs, theirErr = analyzeJSON(t, istioctl, args)
 				}
-				if !slices.Equal(theirs, ours) {
+				if !slices.Equal(theirs, ours) && !slices.Equal(orderFree(theirs), orderFree(ours)) {
 					t.Errorf("message sets differ\nistioctl:\n  %s\nkubectl mesh:\n  %s", strings.Join(theirs, "\n  "), strings.Join(ours, "\n  "))
 				}
 				theyFailedParse := strings.Contains(theirErr, "Error(s) adding files")
