@@ -109,6 +109,7 @@ func run() error {
 		}{
 			{"migrate-mtls --dry-run=server", []string{"migrate-mtls", "-n", ns, "--stage", "strict", "--skip-telemetry", "--dry-run=server"}},
 			{"canary start --dry-run=server", []string{"canary", "start", "-n", ns, "svc-0", "--stable", "v1", "--canary", "v2", "--dry-run=server"}},
+			{"check -n", []string{"check", "-n", ns}},
 		} {
 			wall, reqs, err := measurePlan(mesh, counted, proxy, c.args)
 			if err != nil {
@@ -228,7 +229,7 @@ func measure(argv []string, kubeconfigPath string, n int) (time.Duration, int64,
 	return walls[len(walls)/2], rss, nil
 }
 
-// measurePlan runs a --dry-run=server plan through the counting proxy and
+// measurePlan runs a command (a --dry-run=server plan, check) through the counting proxy and
 // returns the median wall time and the requests of the last run.
 func measurePlan(mesh, kc string, p *countingProxy, args []string) (time.Duration, string, error) {
 	var walls []time.Duration

@@ -2,7 +2,6 @@ package health
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"istio.io/istio/pkg/config/analysis/diag"
@@ -13,23 +12,18 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/resilience"
 )
 
-func checkAnalysis(ctx context.Context, rep *Report, c *cli.Context, ns string) error {
+func checkAnalysis(ctx context.Context, rep *Report, c *cli.Context, s *cluster, ns string) error {
 	const cat = "istio-analysis"
-	kube, err := c.Kube()
+	if s.Denied != nil {
+		rep.add(cat, "Istio's analyzers ran", pipeline.Check{ID: "CHECK-ANALYSIS-SKIPPED", Severity: pipeline.Warning,
+			Message: "skipped: you " + s.Denied.Error(),
+			Hint:    "run with a user that can read the mesh's configuration (kubectl mesh rbac check)"})
+		return nil
+	}
+	msgs, err := analysis.Run(ctx, analysis.Options{Namespace: ns, IstioNamespace: c.Engine.IstioNamespace, Snapshot: s.Analysis})
 	if err != nil {
 		return err
 	}
-	res, err := analysis.RunLive(ctx, kube, analysis.Options{Namespace: ns, IstioNamespace: c.Engine.IstioNamespace})
-	var denied *analysis.DeniedError
-	if errors.As(err, &denied) {
-		rep.add(cat, "Istio's analyzers ran", pipeline.Check{ID: "CHECK-ANALYSIS-SKIPPED", Severity: pipeline.Warning,
-			Message: "skipped: you " + denied.Error(),
-			Hint:    "run with a user that can read the mesh's configuration (kubectl mesh rbac check)"})
-		return nil
-	} else if err != nil {
-		return err
-	}
-	msgs := res[0]
 	var errs, warns []string
 	for _, m := range msgs {
 		line := m.Type.Code() + " " + m.Resource.Origin.FriendlyName()

@@ -123,7 +123,7 @@ func progressLine(c *cli.Context) step {
 
 func (o *Check) run(ctx context.Context, c *cli.Context, ns string, progress step) (*Report, error) {
 	rep := &Report{}
-	s, err := read(ctx, c, ns, progress)
+	s, err := read(ctx, c, ns, progress, !o.Pre)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +150,7 @@ func (o *Check) run(ctx context.Context, c *cli.Context, ns string, progress ste
 		check(rep, s, in)
 	}
 	progress("running Istio's analyzers")
-	if err := checkAnalysis(ctx, rep, c, ns); err != nil {
+	if err := checkAnalysis(ctx, rep, c, s, ns); err != nil {
 		return nil, err
 	}
 	return rep, nil
@@ -165,8 +165,8 @@ type scope struct {
 
 // clusterChecks run in this order on the one read of the cluster; a new
 // check is a function of the report and that read, added here. Istio's
-// analyzers run after them (checkAnalysis): they read the cluster
-// themselves.
+// analyzers run after them (checkAnalysis), on the snapshot taken in the
+// same read.
 var clusterChecks = []func(*Report, *cluster, scope){
 	func(r *Report, s *cluster, _ scope) { checkCRDs(r, s) },
 	func(r *Report, s *cluster, _ scope) { checkGatewayAPI(r, s) },

@@ -4,11 +4,14 @@ package health
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
+	"istio.io/istio/pkg/config"
+	"istio.io/istio/pkg/config/schema/gvk"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -17,7 +20,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/analysis"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/resilience"
@@ -46,14 +51,34 @@ type cluster struct {
 	DRs         []*unstructured.Unstructured
 	// MeshRetryOn is the mesh's defaultHttpRetryPolicy.retryOn ("" for Istio's default).
 	MeshRetryOn string
+	// Analysis is the analyzers' snapshot, taken in the same pass when
+	// asked for; nil when not asked or Denied.
+	Analysis *analysis.Snapshot
+	// Denied names the analyzer inputs the user may not list.
+	Denied *analysis.DeniedError
 }
 
 // step reports progress on one line of stderr.
 type step func(what string)
 
+// istioConfig are the Istio kinds check and status read, every revision's.
+var istioConfig = []struct {
+	gvr schema.GroupVersionResource
+	gvk config.GroupVersionKind
+}{
+	{mesh.PeerAuthentications, gvk.PeerAuthentication},
+	{mesh.AuthorizationPolicies, gvk.AuthorizationPolicy},
+	{mesh.VirtualServices, gvk.VirtualService},
+	{mesh.DestinationRules, gvk.DestinationRule},
+}
+
 // read lists everything concurrently; namespace "" is every namespace.
-// About a dozen list calls whatever the size of the cluster.
-func read(ctx context.Context, c *cli.Context, namespace string, progress step) (*cluster, error) {
+// About a dozen list calls whatever the size of the cluster. With analyze,
+// Istio's analyzers' snapshot is taken in the same pass, and the Istio
+// configuration and mesh config come from its LISTs instead of lists of
+// their own; when the user may not read every analyzer input, the
+// analysis is skipped (Denied) and those kinds are listed here as before.
+func read(ctx context.Context, c *cli.Context, namespace string, progress step, analyze bool) (*cluster, error) {
 	cl, err := c.Clients()
 	if err != nil {
 		return nil, err
@@ -132,40 +157,89 @@ func read(ctx context.Context, c *cli.Context, namespace string, progress step) 
 		return err
 	})
 	g.Go(func() error {
+		if analyze {
+			var keep []config.GroupVersionKind
+			for _, k := range istioConfig {
+				keep = append(keep, k.gvk)
+			}
+			snap, err := analysis.Read(ctx, cl.Kube, analysis.Options{Namespace: namespace, IstioNamespace: c.Engine.IstioNamespace, Keep: keep})
+			if err == nil {
+				s.Analysis = snap
+				return s.fromSnapshot(snap)
+			}
+			if !errors.As(err, &s.Denied) {
+				return err
+			}
+		}
 		s.MeshRetryOn = resilience.MeshRetryOn(ctx, cl.Kube, c.Engine.IstioNamespace)
-		return nil
+		return s.listIstioConfig(ctx, cl.Dynamic)
 	})
-	for _, l := range []struct {
-		gvr  schema.GroupVersionResource
-		into *[]*unstructured.Unstructured
-	}{{mesh.PeerAuthentications, nil}, {mesh.AuthorizationPolicies, &s.AuthZ}, {mesh.VirtualServices, &s.VSs}, {mesh.DestinationRules, &s.DRs}} {
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// fromSnapshot takes the Istio configuration the analyzers' snapshot kept.
+func (s *cluster) fromSnapshot(snap *analysis.Snapshot) error {
+	s.MeshRetryOn = resilience.MeshRetryOnYAML(snap.MeshConfig())
+	for _, k := range istioConfig {
+		if err := s.add(k.gvr, snap.Objects(k.gvk)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// listIstioConfig lists the Istio configuration, one kind per request.
+func (s *cluster) listIstioConfig(ctx context.Context, dyn dynamic.Interface) error {
+	lists := make([][]*unstructured.Unstructured, len(istioConfig))
+	g, ctx := errgroup.WithContext(ctx)
+	for i, k := range istioConfig {
 		g.Go(func() error {
-			list, err := cl.Dynamic.Resource(l.gvr).List(ctx, metav1.ListOptions{})
+			list, err := dyn.Resource(k.gvr).List(ctx, metav1.ListOptions{})
 			if apierrors.IsNotFound(err) {
 				return nil // no Istio CRDs: the CRD check says so
 			}
 			if err != nil {
-				return fmt.Errorf("listing %s: %w", l.gvr.Resource, err)
+				return fmt.Errorf("listing %s: %w", k.gvr.Resource, err)
 			}
-			for i := range list.Items {
-				u := &list.Items[i]
-				if l.into != nil {
-					*l.into = append(*l.into, u)
-					continue
-				}
-				p, err := mesh.ParsePeerAuth(u)
-				if err != nil {
-					return err
-				}
-				s.PAs = append(s.PAs, p)
+			for j := range list.Items {
+				lists[i] = append(lists[i], &list.Items[j])
 			}
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return err
 	}
-	return s, nil
+	for i, k := range istioConfig {
+		if err := s.add(k.gvr, lists[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// add files the objects of one Istio kind.
+func (s *cluster) add(gvr schema.GroupVersionResource, objs []*unstructured.Unstructured) error {
+	switch gvr {
+	case mesh.AuthorizationPolicies:
+		s.AuthZ = objs
+	case mesh.VirtualServices:
+		s.VSs = objs
+	case mesh.DestinationRules:
+		s.DRs = objs
+	case mesh.PeerAuthentications:
+		for _, u := range objs {
+			p, err := mesh.ParsePeerAuth(u)
+			if err != nil {
+				return err
+			}
+			s.PAs = append(s.PAs, p)
+		}
+	}
+	return nil
 }
 
 // injection is the revision or tag the namespace selects, "" when none.

@@ -78,7 +78,7 @@ func (o *Status) Validate() error {
 // Inspect implements pipeline.Inspector: one screen of the mesh.
 func (o *Status) Inspect(ctx context.Context, c *cli.Context) error {
 	progress := progressLine(c)
-	s, err := read(ctx, c, "", progress)
+	s, err := read(ctx, c, "", progress, false)
 	progress("")
 	if err != nil {
 		return err
