@@ -292,20 +292,27 @@ func (o *analyzeOptions) lint(snap *analysis.Snapshot, ns, meshConfig string, fi
 // analyzeLive analyzes the cluster (with the files as a what-if); a
 // *analysis.ParseError comes with the messages of what could be read.
 func (o *analyzeOptions) analyzeLive(ctx context.Context, c *cli.Context, ns string, opts analysis.Options) (diag.Messages, *analysis.Snapshot, error) {
-	if err := requireCluster(ctx, c, ns); err != nil {
-		return nil, nil, err
-	}
 	kube, err := c.Kube()
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := o.selectRevision(ctx, kube, &opts); err != nil {
-		return nil, nil, err
+	// Whether the namespace exists and the Istio CRDs are served is asked
+	// while the snapshot is read (its LISTs take most of the time); the
+	// answer comes first, and a refusal cancels the read.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	required := make(chan error, 1)
+	go func() {
+		err := requireCluster(ctx, c, ns)
+		if err != nil {
+			cancel()
+		}
+		required <- err
+	}()
+	snap, err := o.read(ctx, kube, &opts)
+	if rerr := <-required; rerr != nil {
+		return nil, nil, rerr
 	}
-	if len(o.analyzers) == 0 {
-		opts.Keep = lintKinds // the resilience lint's input, from the same LIST
-	}
-	snap, err := analysis.Read(ctx, kube, opts)
 	var denied *analysis.DeniedError
 	if errors.As(err, &denied) {
 		return nil, nil, exitcode.New(exitcode.NoPerm, fmt.Errorf("Istio's analyzers read the whole cluster, but you %s: ask for read access, or analyze files only with --use-kube=false", denied))
@@ -315,6 +322,17 @@ func (o *analyzeOptions) analyzeLive(ctx context.Context, c *cli.Context, ns str
 	opts.Snapshot = snap
 	msgs, err := analysis.Run(ctx, opts)
 	return msgs, snap, err
+}
+
+// read takes the analyzers' snapshot of the revision analyzed.
+func (o *analyzeOptions) read(ctx context.Context, kube kubernetes.Interface, opts *analysis.Options) (*analysis.Snapshot, error) {
+	if err := o.selectRevision(ctx, kube, opts); err != nil {
+		return nil, err
+	}
+	if len(o.analyzers) == 0 {
+		opts.Keep = lintKinds // the resilience lint's input, from the same LIST
+	}
+	return analysis.Read(ctx, kube, *opts)
 }
 
 // selectRevision points the analysis at one control plane: its config
