@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -43,17 +44,58 @@ type Snapshot struct {
 	// The istio ConfigMap's mesh config and networks, as the live source
 	// reads them; empty when absent (the analyzer then uses defaults).
 	mesh, networks string
-	// kept holds the kinds Options.Keep names as the API server sent
-	// them, every revision's, from the same LIST.
-	kept map[config.GroupVersionKind][]*unstructured.Unstructured
+	// kept holds the kinds Options.Keep names, every revision's, as
+	// decoded from the same LIST for the analyzers (the typed objects
+	// their configs point into, so keeping them costs nothing).
+	kept map[config.GroupVersionKind]keptKind
 }
 
-// Objects are the objects of a kind Options.Keep named, in every
-// namespace and revision, as the API server sent them (without
-// managedFields): the resilience lint reads the VirtualServices and
-// DestinationRules the analyzers read, without listing them again.
-func (s *Snapshot) Objects(k config.GroupVersionKind) []*unstructured.Unstructured {
-	return s.kept[k]
+type keptKind struct {
+	s    resource.Schema
+	objs []runtime.Object
+}
+
+// Objects are the objects of a kind Options.Keep named, in namespace (""
+// for every namespace) and every revision, as unstructured objects
+// (without managedFields): the resilience lint reads the VirtualServices
+// and DestinationRules the analyzers read, and check the Istio
+// configuration, without listing them again. They are made from the
+// analyzers' typed objects on each call, so that a second copy of every
+// object is not held for the whole analysis.
+func (s *Snapshot) Objects(k config.GroupVersionKind, namespace string) ([]*unstructured.Unstructured, error) {
+	kk := s.kept[k]
+	var out []*unstructured.Unstructured
+	for _, obj := range kk.objs {
+		m, err := meta.Accessor(obj)
+		if err != nil {
+			return nil, err
+		}
+		if namespace != "" && m.GetNamespace() != namespace {
+			continue
+		}
+		u, err := toUnstructured(kk.s, obj)
+		if err != nil {
+			return nil, fmt.Errorf("analysis: %s %s/%s: %w", k.Kind, m.GetNamespace(), m.GetName(), err)
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// toUnstructured is a typed object as the API server would send it: Istio's
+// types marshal their specs with Istio's JSON names, as in the CRDs.
+func toUnstructured(s resource.Schema, obj runtime.Object) (*unstructured.Unstructured, error) {
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(b); err != nil {
+		return nil, err
+	}
+	u.SetAPIVersion(s.APIVersion())
+	u.SetKind(s.Kind())
+	return u, nil
 }
 
 // MeshConfig is the istio ConfigMap's mesh config YAML, "" when there is none.
@@ -72,7 +114,7 @@ func Read(ctx context.Context, kube kubernetes.Interface, o Options) (*Snapshot,
 			kinds = append(kinds, collectionKind{s: s, gvk: s.GroupVersionKind()})
 		}
 	}
-	snap := &Snapshot{schemas: collection.SchemasFor(), kept: map[config.GroupVersionKind][]*unstructured.Unstructured{}}
+	snap := &Snapshot{schemas: collection.SchemasFor(), kept: map[config.GroupVersionKind]keptKind{}}
 	if len(kinds) == 0 {
 		return snap, nil
 	}
@@ -98,15 +140,14 @@ func Read(ctx context.Context, kube kubernetes.Interface, o Options) (*Snapshot,
 	}
 	list := func(k collectionKind, namespace, fieldSelector string, keep func(runtime.Object) bool) {
 		defer wg.Done()
-		keepRaw := slices.Contains(o.Keep, k.gvk)
-		objs, raw, err := listTyped(ctx, kube, k, namespace, fieldSelector, keepRaw)
+		objs, err := listTyped(ctx, kube, k, namespace, fieldSelector)
 		if err != nil {
 			fail(k, err)
 			return
 		}
-		if keepRaw {
+		if slices.Contains(o.Keep, k.gvk) {
 			mu.Lock()
-			snap.kept[k.gvk] = raw
+			snap.kept[k.gvk] = keptKind{s: k.s, objs: objs}
 			mu.Unlock()
 		}
 		var out []config.Config
@@ -146,7 +187,7 @@ func Read(ctx context.Context, kube kubernetes.Interface, o Options) (*Snapshot,
 	go func() {
 		defer wg.Done()
 		k := collectionKind{gvk: gvk.ConfigMap, s: configMaps}
-		objs, _, err := listTyped(ctx, kube, k, o.IstioNamespace, "", false)
+		objs, err := listTyped(ctx, kube, k, o.IstioNamespace, "")
 		if err != nil {
 			if apierrors.IsForbidden(err) && !wantConfigMaps {
 				return // only the mesh config: the defaults, as istioctl without access
@@ -211,11 +252,10 @@ func (k collectionKind) name() string {
 var configMaps, _ = collections.All.FindByGroupVersionKind(gvk.ConfigMap)
 
 // listTyped lists one kind in one request, decoded into Istio's typed
-// objects (which its config translation expects), and with raw also as
-// unstructured objects. resourceVersion=0 is served from the API server's
-// watch cache in one response whatever the size, as the informers this
-// replaces start from.
-func listTyped(ctx context.Context, kube kubernetes.Interface, k collectionKind, namespace, fieldSelector string, raw bool) ([]runtime.Object, []*unstructured.Unstructured, error) {
+// objects (which its config translation expects). resourceVersion=0 is
+// served from the API server's watch cache in one response whatever the
+// size, as the informers this replaces start from.
+func listTyped(ctx context.Context, kube kubernetes.Interface, k collectionKind, namespace, fieldSelector string) ([]runtime.Object, error) {
 	gvr := k.s.GroupVersionResource()
 	path := "/apis/" + gvr.Group + "/" + gvr.Version
 	if gvr.Group == "" {
@@ -230,37 +270,31 @@ func listTyped(ctx context.Context, kube kubernetes.Interface, k collectionKind,
 	}
 	body, err := req.DoRaw(ctx)
 	if apierrors.IsNotFound(err) {
-		return nil, nil, nil // not served: Istio's delayed informers would wait for the CRD
+		return nil, nil // not served: Istio's delayed informers would wait for the CRD
 	} else if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
+	return decodeList(body)
+}
+
+// decodeList decodes a LIST response into typed objects, without their
+// managedFields: no analyzer reads them (Istio's own caches drop them
+// too), and they are a large share of every object.
+func decodeList(body []byte) ([]runtime.Object, error) {
 	obj, _, err := istiokube.IstioCodec.UniversalDeserializer().Decode(body, nil, nil)
 	if err != nil {
-		return nil, nil, fmt.Errorf("decoding the list: %w", err)
+		return nil, fmt.Errorf("decoding the list: %w", err)
 	}
 	items, err := meta.ExtractList(obj)
 	if err != nil {
-		return nil, nil, err
-	}
-	var us []*unstructured.Unstructured
-	if raw {
-		var l unstructured.UnstructuredList
-		if err := l.UnmarshalJSON(body); err != nil {
-			return nil, nil, fmt.Errorf("decoding the list: %w", err)
-		}
-		for i := range l.Items {
-			l.Items[i].SetManagedFields(nil)
-			us = append(us, &l.Items[i])
-		}
+		return nil, err
 	}
 	for _, it := range items {
-		// No analyzer reads managedFields (Istio's own caches drop them
-		// too), and they are a large share of every object.
 		if m, err := meta.Accessor(it); err == nil {
 			m.SetManagedFields(nil)
 		}
 	}
-	return items, us, nil
+	return items, nil
 }
 
 // runtimeFieldSelector is the live source's field selector per kind: no

@@ -198,7 +198,11 @@ func (o *analyzeOptions) Inspect(ctx context.Context, c *cli.Context) error {
 	} else if runErr != nil {
 		return runErr
 	}
-	msgs = append(msgs, o.lint(snap, ns, meshConfig, fileObjs, sups)...)
+	lint, err := o.lint(snap, ns, meshConfig, fileObjs, sups)
+	if err != nil {
+		return err
+	}
+	msgs = append(msgs, lint...)
 	// Like istioctl: the exit code counts every message; the output threshold only hides.
 	shown := msgs.SetDocRef("kubectl-mesh-analyze").FilterOutLowerThan(outThreshold)
 	text, err := analysis.Print(shown, format, format == formatting.LogFormat && cli.Color(c.Streams.Out))
@@ -235,9 +239,9 @@ var lintKinds = []config.GroupVersionKind{gvk.VirtualService, gvk.DestinationRul
 // DestinationRules analyzed: the cluster's (in scope, from the analyzers'
 // snapshot; nil for files only) with the files' objects in place of the
 // live ones they name.
-func (o *analyzeOptions) lint(snap *analysis.Snapshot, ns, meshConfig string, files []*unstructured.Unstructured, sups []analysis.Suppression) diag.Messages {
+func (o *analyzeOptions) lint(snap *analysis.Snapshot, ns, meshConfig string, files []*unstructured.Unstructured, sups []analysis.Suppression) (diag.Messages, error) {
 	if len(o.analyzers) > 0 {
-		return nil // --analyzer selects Istio's analyzers only
+		return nil, nil // --analyzer selects Istio's analyzers only
 	}
 	byRef := map[string]*unstructured.Unstructured{}
 	var order []string
@@ -261,7 +265,11 @@ func (o *analyzeOptions) lint(snap *analysis.Snapshot, ns, meshConfig string, fi
 	retryOn := resilience.MeshRetryOnYAML(meshConfig)
 	if snap != nil {
 		for _, k := range lintKinds {
-			for _, u := range snap.Objects(k) {
+			objs, err := snap.Objects(k, ns)
+			if err != nil {
+				return nil, err
+			}
+			for _, u := range objs {
 				add(u)
 			}
 		}
@@ -286,7 +294,7 @@ func (o *analyzeOptions) lint(snap *analysis.Snapshot, ns, meshConfig string, fi
 			kept = append(kept, f)
 		}
 	}
-	return analysis.LintMessages(kept)
+	return analysis.LintMessages(kept), nil
 }
 
 // analyzeLive analyzes the cluster (with the files as a what-if); a

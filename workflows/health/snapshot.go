@@ -184,7 +184,11 @@ func read(ctx context.Context, c *cli.Context, namespace string, progress step, 
 func (s *cluster) fromSnapshot(snap *analysis.Snapshot) error {
 	s.MeshRetryOn = resilience.MeshRetryOnYAML(snap.MeshConfig())
 	for _, k := range istioConfig {
-		if err := s.add(k.gvr, snap.Objects(k.gvk)); err != nil {
+		objs, err := snap.Objects(k.gvk, "")
+		if err != nil {
+			return err
+		}
+		if err := s.add(k.gvr, objs); err != nil {
 			return err
 		}
 	}
