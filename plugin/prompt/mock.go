@@ -14,6 +14,7 @@ type Mock struct {
 	mu      sync.Mutex
 	queue   []answer
 	Asked   []string
+	Told    []string
 	failure error
 }
 
@@ -46,6 +47,9 @@ func (m *Mock) next(kind, message string) (answer, error) {
 	m.queue = m.queue[1:]
 	return a, nil
 }
+
+// Tell records what a workflow showed before its questions.
+func (m *Mock) Tell(text string) { m.mu.Lock(); m.Told = append(m.Told, text); m.mu.Unlock() }
 
 func (m *Mock) Input(message, _ string) (string, error) {
 	a, err := m.next("input", message)

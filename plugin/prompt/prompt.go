@@ -11,6 +11,9 @@ var ErrInterrupted = errors.New("interrupted")
 // Prompter asks questions. Every method returns the default when the user
 // just presses enter.
 type Prompter interface {
+	// Tell shows what the next questions are about (the traffic observed,
+	// the current mode); workflows hand it over instead of printing.
+	Tell(text string)
 	Input(message, def string) (string, error)
 	Select(message string, options []string, def string) (string, error)
 	Confirm(message string, def bool) (bool, error)

@@ -39,6 +39,9 @@ func (s *Survey) ask(p survey.Prompt, resp any) error {
 	return nil
 }
 
+// Tell writes text where survey draws its questions' context: standard error.
+func (s *Survey) Tell(text string) { fmt.Fprint(s.err, text) }
+
 func (s *Survey) Input(message, def string) (string, error) {
 	var ans string
 	err := s.ask(&survey.Input{Message: message, Default: def}, &ans)

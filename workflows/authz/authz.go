@@ -202,8 +202,10 @@ func (o *Options) nextStage() string {
 
 // ask shows the observed callers and asks for the stage and extra callers.
 func (o *Options) ask(c *cli.Context, edges []telemetry.Edge, where string) error {
-	fmt.Fprintf(c.Streams.ErrOut, "Callers of namespace %s over the last %s (Prometheus: %s):\n", o.Namespace, o.Window, where)
-	printEdges(c.Streams.ErrOut, edges)
+	var b strings.Builder
+	fmt.Fprintf(&b, "Callers of namespace %s over the last %s (Prometheus: %s):\n", o.Namespace, o.Window, where)
+	printEdges(&b, edges)
+	c.Prompter.Tell(b.String())
 	o.edgesShown = true
 	var err error
 	if !o.flags.Changed("stage") {

@@ -222,7 +222,9 @@ func (o *Options) nextStage() string {
 
 // ask shows the inventory and asks for the stage and extra hosts.
 func (o *Options) ask(c *cli.Context) error {
-	o.inventory(c.Streams.ErrOut)
+	var b strings.Builder
+	o.inventory(&b)
+	c.Prompter.Tell(b.String())
 	o.shown = true
 	var err error
 	if !o.flags.Changed("stage") {

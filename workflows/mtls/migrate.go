@@ -197,8 +197,10 @@ func (o *Options) ask(c *cli.Context) error {
 	if source == "" {
 		source = "Istio's default"
 	}
-	fmt.Fprintf(c.Streams.ErrOut, "%s is %s (%s); sidecars: %s pods\n", o.scopeName(), now, source, mesh.Coverage(o.snap.Workloads))
-	(&migration{snap: o.snap, targets: o.targets(), after: o.snap.PAs}).modes(c.Streams.ErrOut, false)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s is %s (%s); sidecars: %s pods\n", o.scopeName(), now, source, mesh.Coverage(o.snap.Workloads))
+	(&migration{snap: o.snap, targets: o.targets(), after: o.snap.PAs}).modes(&b, false)
+	c.Prompter.Tell(b.String())
 	var err error
 	if o.Stage, err = c.Prompter.Select("Stage to apply:", []string{StagePermissive, StageStrict}, o.nextStage()); err != nil {
 		return err

@@ -260,7 +260,9 @@ func (o *Options) settle() {
 // ask shows the observed figures and the proposal, and lets each value be
 // accepted (Enter) or edited; a value given by flag is not asked.
 func (o *Options) ask(c *cli.Context) error {
-	o.printObserved(c.Streams.ErrOut)
+	var b strings.Builder
+	o.printObserved(&b)
+	c.Prompter.Tell(b.String())
 	o.shown = true
 	p := c.Prompter
 	dur := func(flag, q string, into *time.Duration) error {
