@@ -98,6 +98,7 @@ func (c *Context) RESTConfig() (*rest.Config, error) {
 			c.err = fmt.Errorf("cannot load the kubeconfig: %w; set --kubeconfig or KUBECONFIG", err)
 			return
 		}
+		cfg.Wrap(newFirstConn().wrap)
 		c.restCfg = cfg
 		// Built-in types travel as protobuf: a list of thousands of pods
 		// decodes several times faster than as JSON. (CRDs only speak
