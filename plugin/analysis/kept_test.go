@@ -22,7 +22,8 @@ func TestKeptObjectsAreWhatTheServerSent(t *testing.T) {
 			{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{"name":"reviews","namespace":"shop","labels":{"istio.io/rev":"canary"},"annotations":{"a":"b"},"creationTimestamp":"2026-01-02T03:04:05Z","managedFields":[{"manager":"kubectl"}]},
 			 "spec":{"hosts":["reviews"],"http":[
 				{"name":"writes","match":[{"method":{"exact":"POST"}}],"timeout":"2s","retries":{"attempts":5,"perTryTimeout":"1s","retryOn":"5xx,reset"},"route":[{"destination":{"host":"reviews","subset":"v1"},"weight":100}]},
-				{"route":[{"destination":{"host":"reviews"}}],"retries":{"attempts":3,"perTryTimeout":"0.5s"}}]}},
+				{"route":[{"destination":{"host":"reviews"}}],"retries":{"attempts":3,"perTryTimeout":"0.5s"}},
+				{"name":"no-retries","timeout":"1s","retries":{"attempts":0,"perTryTimeout":"1s","retryOn":"5xx"},"route":[{"destination":{"host":"reviews"}}]}]}},
 			{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{"name":"other","namespace":"web"},"spec":{"hosts":["other"]}}]}`,
 		"DestinationRule": `{"apiVersion":"networking.istio.io/v1","kind":"DestinationRuleList","metadata":{},"items":[
 			{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"reviews","namespace":"shop"},
@@ -67,8 +68,9 @@ func TestKeptObjectsAreWhatTheServerSent(t *testing.T) {
 			}
 		}
 	}
-	// Durations print as Istio's JSON prints them ("0.500s"); the lint
-	// reads them as durations, so its findings are the server's.
+	// Durations print as Istio's JSON prints them ("0.500s"), and zero
+	// values (attempts: 0, an enum's first value) are left out; the lint
+	// reads both as Istio does, so its findings are the server's.
 	lint := func(m map[string][]*unstructured.Unstructured) []resilience.Finding {
 		return resilience.Lint(resilience.Input{VirtualServices: m["VirtualService"], DestinationRules: m["DestinationRule"], Endpoints: map[string]int{}})
 	}

@@ -61,7 +61,10 @@ type keptKind struct {
 // and DestinationRules the analyzers read, and check the Istio
 // configuration, without listing them again. They are made from the
 // analyzers' typed objects on each call, so that a second copy of every
-// object is not held for the whole analysis.
+// object is not held for the whole analysis. Like Istio's JSON, they leave
+// zero values out (retries.attempts: 0, tls.mode: DISABLE): a reader must
+// take a missing field for its zero value, as Istio does, and code that
+// must see an object as stored (a planner) lists it itself.
 func (s *Snapshot) Objects(k config.GroupVersionKind, namespace string) ([]*unstructured.Unstructured, error) {
 	kk := s.kept[k]
 	var out []*unstructured.Unstructured

@@ -85,6 +85,9 @@ func lintRoutes(vs *unstructured.Unstructured, meshRetryOn string) []Finding {
 		attempts, perTry := int64(2), time.Duration(0) // Istio's default: 2 attempts
 		retryOn := meshRetryOn
 		if hasRetries {
+			// A retries block without attempts disables retries: Istio
+			// reads the missing count as 0 (and its JSON leaves a 0 out).
+			attempts = 0
 			if a, ok, _ := unstructured.NestedInt64(retries, "attempts"); ok {
 				attempts = a
 			} else if f, ok, _ := unstructured.NestedFloat64(retries, "attempts"); ok {
@@ -200,11 +203,14 @@ func lintDestinationRule(dr *unstructured.Unstructured, endpoints map[string]int
 		if !hasOD {
 			continue
 		}
-		pct := int64(10) // Envoy's default
+		pct := int64(0)
 		if v, ok, _ := unstructured.NestedInt64(od, "maxEjectionPercent"); ok {
 			pct = v
 		} else if f, ok, _ := unstructured.NestedFloat64(od, "maxEjectionPercent"); ok {
 			pct = int64(f)
+		}
+		if pct <= 0 {
+			pct = 10 // Envoy's default: Istio passes on only a percentage above 0
 		}
 		if n, known := endpoints[FQDN(host, dr.GetNamespace())]; known && n > 0 {
 			// Envoy ejects at least one host whatever the percentage.

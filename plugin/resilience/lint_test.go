@@ -55,6 +55,9 @@ func TestLintRules(t *testing.T) {
 		{name: "attempts 0 on writes",
 			vs:   `{kind: VirtualService, metadata: {name: r, namespace: shop}, spec: {http: [{timeout: 3s, retries: {attempts: 0}, route: [{destination: {host: r}}]}]}}`,
 			want: ""},
+		{name: "a retries block without attempts disables retries",
+			vs:   `{kind: VirtualService, metadata: {name: r, namespace: shop}, spec: {http: [{timeout: 1s, retries: {perTryTimeout: 1s, retryOn: "5xx"}, route: [{destination: {host: r}}]}]}}`,
+			want: ""},
 		{name: "outlier detection can empty a 2-pod pool",
 			dr:        `{kind: DestinationRule, metadata: {name: r, namespace: shop}, spec: {host: r, trafficPolicy: {outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 100}}}}`,
 			endpoints: 2, want: "KM0103 Warning"},
@@ -83,5 +86,15 @@ func TestLintRules(t *testing.T) {
 				t.Errorf("findings %q, want %q: %+v", got, tc.want, Lint(in))
 			}
 		})
+	}
+}
+
+// Istio passes maxEjectionPercent on only above 0 (its JSON leaves a 0
+// out): 0 is Envoy's 10%, and the finding says so.
+func TestMaxEjectionPercentZeroIsEnvoysDefault(t *testing.T) {
+	dr := obj(t, `{kind: DestinationRule, metadata: {name: r, namespace: shop}, spec: {host: r, trafficPolicy: {outlierDetection: {maxEjectionPercent: 0}}}}`)
+	fs := Lint(Input{DestinationRules: []*unstructured.Unstructured{dr}, Endpoints: map[string]int{"r.shop.svc.cluster.local": 1}})
+	if len(fs) != 1 || fs[0].Code != CodeEjectAll || !strings.Contains(fs[0].Message, "maxEjectionPercent 10)") {
+		t.Fatalf("findings %+v, want one %s naming maxEjectionPercent 10", fs, CodeEjectAll)
 	}
 }
