@@ -120,6 +120,10 @@ func bind(c *cli.Context, ff *fleetFlags, command pipeline.Command) *cobra.Comma
 			}
 			plan, err := w.Plan(ctx, c)
 			for err == nil && plan != nil { // nil: nothing (more) to apply, e.g. --explain
+				if plan.Output != "" {
+					fmt.Fprint(c.Streams.Out, plan.Output)
+					break
+				}
 				if plan.Done != "" {
 					fmt.Fprintln(c.Streams.ErrOut, plan.Done)
 					break

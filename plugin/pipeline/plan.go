@@ -111,6 +111,9 @@ type Plan struct {
 	// Done, when set, says why there is nothing (more) to apply (a canary
 	// at the end of its steps): the engine prints it and applies nothing.
 	Done string
+	// Output, when set, is what an informational flag asked for (install
+	// --explain): the engine prints it on stdout and applies nothing.
+	Output string
 	// Report is printed on stderr before the diff (an inventory, a coverage
 	// table): what the user needs to judge the plan.
 	Report func(w io.Writer)
@@ -204,7 +207,8 @@ type Workflow interface {
 	// Validate checks the options without I/O.
 	Validate() error
 	// Plan reads the cluster and returns what should change; it never
-	// writes. A nil plan means there is nothing to run (an informational flag).
+	// writes. A nil plan means there is nothing (more) to run (a canary
+	// sequence at its end); an informational flag returns Plan.Output.
 	Plan(ctx context.Context, c *cli.Context) (*Plan, error)
 }
 

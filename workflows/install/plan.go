@@ -31,11 +31,13 @@ import (
 // embedded Istio 1.31 supports 1.31 to 1.36 and is tested back to 1.28.
 const MinKubernetes = mesh.MinKubernetes
 
-// Plan implements pipeline.Workflow. It returns nil after --explain.
+// Plan implements pipeline.Workflow. With --explain it is only the
+// explanation, for the engine to print.
 func (o *Options) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, error) {
 	if o.Explain {
-		Explain(c.Streams.Out)
-		return nil, nil
+		var b strings.Builder
+		Explain(&b)
+		return &pipeline.Plan{Output: b.String()}, nil
 	}
 	objs, err := o.Render()
 	if err != nil {
