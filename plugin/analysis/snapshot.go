@@ -20,7 +20,6 @@ import (
 	"istio.io/istio/pkg/config/schema/collections"
 	"istio.io/istio/pkg/config/schema/gvk"
 	"istio.io/istio/pkg/config/schema/resource"
-	istiokube "istio.io/istio/pkg/kube"
 	"istio.io/istio/pkg/kube/inject"
 	"istio.io/istio/pkg/util/sets"
 	corev1 "k8s.io/api/core/v1"
@@ -278,26 +277,6 @@ func listTyped(ctx context.Context, kube kubernetes.Interface, k collectionKind,
 		return nil, err
 	}
 	return decodeList(body)
-}
-
-// decodeList decodes a LIST response into typed objects, without their
-// managedFields: no analyzer reads them (Istio's own caches drop them
-// too), and they are a large share of every object.
-func decodeList(body []byte) ([]runtime.Object, error) {
-	obj, _, err := istiokube.IstioCodec.UniversalDeserializer().Decode(body, nil, nil)
-	if err != nil {
-		return nil, fmt.Errorf("decoding the list: %w", err)
-	}
-	items, err := meta.ExtractList(obj)
-	if err != nil {
-		return nil, err
-	}
-	for _, it := range items {
-		if m, err := meta.Accessor(it); err == nil {
-			m.SetManagedFields(nil)
-		}
-	}
-	return items, nil
 }
 
 // runtimeFieldSelector is the live source's field selector per kind: no
