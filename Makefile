@@ -36,6 +36,7 @@ FUZZTIME ?= 200000x
 fuzz: ## fuzz every parser of user input (FUZZTIME each)
 	go test ./plugin/manifest -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	go test ./plugin/analysis -run '^$$' -fuzz '^FuzzParseSuppression$$' -fuzztime $(FUZZTIME)
+	go test ./plugin/reads -run '^$$' -fuzz '^FuzzDecodeList$$' -fuzztime $(FUZZTIME)
 	go test ./workflows/install -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME)
 	go test ./workflows/mtls -run '^$$' -fuzz '^FuzzParseException$$' -fuzztime $(FUZZTIME)
 	go test ./workflows/mtls -run '^$$' -fuzz '^FuzzParseWindow$$' -fuzztime $(FUZZTIME)

@@ -11,7 +11,8 @@ import (
 	"istio.io/istio/pkg/config/analysis/diag"
 	"istio.io/istio/pkg/config/analysis/legacy/util/kuberesource"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
 )
 
 // Abbreviate lists the first n items and counts the rest.
@@ -42,13 +43,13 @@ func (e *DeniedError) Error() string {
 	return "cannot list " + Abbreviate(e.Kinds, 4) + " cluster-wide"
 }
 
-// RunLive analyzes the cluster behind kube: it takes one snapshot (with
+// RunLive analyzes the cluster r reads: it takes one snapshot (with
 // the inputs of opts[0]'s analyzers, revision and Istio namespace, which
 // every analysis shares) and runs the analyses on it concurrently. A kind
 // the user may not list is a *DeniedError, before any analysis runs. A
 // *ParseError comes with the messages, as from Run.
-func RunLive(ctx context.Context, kube kubernetes.Interface, opts ...Options) ([]diag.Messages, error) {
-	snap, err := Read(ctx, kube, opts[0])
+func RunLive(ctx context.Context, r *reads.Reader, opts ...Options) ([]diag.Messages, error) {
+	snap, err := Read(ctx, r, opts[0])
 	if err != nil {
 		return nil, err
 	}

@@ -41,9 +41,6 @@ type Options struct {
 	// Revision is the control plane whose config objects (istio.io/rev)
 	// Read takes; empty means the default revision.
 	Revision string
-	// Keep names kinds whose objects Read keeps for Snapshot.Objects,
-	// from the same LIST.
-	Keep []config.GroupVersionKind
 	// Changed, when set, runs only the analyzers that read one of these
 	// kinds: the others' findings cannot differ between the cluster as it
 	// is and as planned, so a plan's analysis need not read their inputs.

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/prompt"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
 )
 
 // Client rate limits: the defaults (5 QPS, burst 10) make a plan of a busy
@@ -47,6 +48,9 @@ type Context struct {
 	// ChangeSets are the IDs of the change sets this command recorded, in
 	// order (the fleet prints the undo command per cluster from them).
 	ChangeSets []string
+
+	readsMu sync.Mutex
+	reads   *reads.Reader
 
 	once    sync.Once
 	restCfg *rest.Config
@@ -120,6 +124,8 @@ func (c *Context) RESTConfig() (*rest.Config, error) {
 // ClientSource builds the clients a command talks to the cluster with.
 type ClientSource interface {
 	Clients() (Clients, error)
+	// Lister makes the LISTs of Reads.
+	Lister() (reads.Lister, error)
 	Mapper() (meta.ResettableRESTMapper, error)
 	Discovery() (discovery.CachedDiscoveryInterface, error)
 }
@@ -138,6 +144,40 @@ func (c *Context) Clients() (Clients, error) {
 	}
 	_, err := c.RESTConfig()
 	return Clients{Kube: c.kube, Dynamic: c.dyn, Metadata: c.md}, err
+}
+
+// Reads is the command's one read of the cluster: the planner, the checks
+// and Istio's analyzers of one plan (or of one inspection) read through it,
+// so that each kind is listed once. ForgetReads starts a new one.
+func (c *Context) Reads() (*reads.Reader, error) {
+	c.readsMu.Lock()
+	defer c.readsMu.Unlock()
+	if c.reads != nil {
+		return c.reads, nil
+	}
+	var l reads.Lister
+	if c.Source != nil {
+		var err error
+		if l, err = c.Source.Lister(); err != nil {
+			return nil, err
+		}
+	} else {
+		if _, err := c.RESTConfig(); err != nil {
+			return nil, err
+		}
+		l = reads.REST(c.kube, c.md)
+	}
+	c.reads = reads.New(l)
+	return c.reads, nil
+}
+
+// ForgetReads drops what Reads read: what runs next (the writes of a plan
+// and their verification, the next step of a sequence) sees the cluster
+// anew.
+func (c *Context) ForgetReads() {
+	c.readsMu.Lock()
+	c.reads = nil
+	c.readsMu.Unlock()
 }
 
 // Kube returns the typed client.

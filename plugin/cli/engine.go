@@ -45,6 +45,16 @@ type EngineOptions struct {
 	ReportFile string
 }
 
+// Analyzes reports whether a plan is analyzed against the cluster: not for
+// a client-side dry run, nor for manifests printed or written (unless a
+// report goes with them).
+func (o *EngineOptions) Analyzes() bool {
+	if o.Output != "" || o.OutputDir != "" {
+		return o.ReportFile != ""
+	}
+	return o.DryRun != DryRunClient
+}
+
 // DefaultEngineOptions returns the defaults documented in --help.
 func DefaultEngineOptions() *EngineOptions {
 	return &EngineOptions{

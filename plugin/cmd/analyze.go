@@ -13,11 +13,10 @@ import (
 	"istio.io/istio/pkg/config"
 	"istio.io/istio/pkg/config/analysis/diag"
 	"istio.io/istio/pkg/config/schema/collections"
-	"istio.io/istio/pkg/config/schema/gvk"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/analysis"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
@@ -25,6 +24,7 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/manifest"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/resilience"
 )
 
@@ -198,7 +198,13 @@ func (o *analyzeOptions) Inspect(ctx context.Context, c *cli.Context) error {
 	} else if runErr != nil {
 		return runErr
 	}
-	lint, err := o.lint(snap, ns, meshConfig, fileObjs, sups)
+	var rd *reads.Reader
+	if o.useKube {
+		if rd, err = c.Reads(); err != nil {
+			return err
+		}
+	}
+	lint, err := o.lint(ctx, rd, snap, ns, meshConfig, fileObjs, sups)
 	if err != nil {
 		return err
 	}
@@ -232,14 +238,11 @@ func (o *analyzeOptions) Inspect(ctx context.Context, c *cli.Context) error {
 	return nil
 }
 
-// lintKinds are what the resilience lint reads from the analyzers' snapshot.
-var lintKinds = []config.GroupVersionKind{gvk.VirtualService, gvk.DestinationRule}
-
 // lint runs the resilience lint over the VirtualServices and
-// DestinationRules analyzed: the cluster's (in scope, from the analyzers'
-// snapshot; nil for files only) with the files' objects in place of the
-// live ones they name.
-func (o *analyzeOptions) lint(snap *analysis.Snapshot, ns, meshConfig string, files []*unstructured.Unstructured, sups []analysis.Suppression) (diag.Messages, error) {
+// DestinationRules analyzed: the cluster's (in scope, read through rd from
+// the LISTs the analyzers read, every revision's; rd is nil for files
+// only) with the files' objects in place of the live ones they name.
+func (o *analyzeOptions) lint(ctx context.Context, rd *reads.Reader, snap *analysis.Snapshot, ns, meshConfig string, files []*unstructured.Unstructured, sups []analysis.Suppression) (diag.Messages, error) {
 	if len(o.analyzers) > 0 {
 		return nil, nil // --analyzer selects Istio's analyzers only
 	}
@@ -264,9 +267,11 @@ func (o *analyzeOptions) lint(snap *analysis.Snapshot, ns, meshConfig string, fi
 	}
 	retryOn := resilience.MeshRetryOnYAML(meshConfig)
 	if snap != nil {
-		for _, k := range lintKinds {
-			objs, err := snap.Objects(k, ns)
-			if err != nil {
+		for _, gvr := range []schema.GroupVersionResource{mesh.VirtualServices, mesh.DestinationRules} {
+			objs, err := rd.Unstructured(ctx, reads.Request{Resource: gvr, Namespace: ns})
+			if apierrors.IsNotFound(err) {
+				continue
+			} else if err != nil {
 				return nil, err
 			}
 			for _, u := range objs {
@@ -300,7 +305,7 @@ func (o *analyzeOptions) lint(snap *analysis.Snapshot, ns, meshConfig string, fi
 // analyzeLive analyzes the cluster (with the files as a what-if); a
 // *analysis.ParseError comes with the messages of what could be read.
 func (o *analyzeOptions) analyzeLive(ctx context.Context, c *cli.Context, ns string, opts analysis.Options) (diag.Messages, *analysis.Snapshot, error) {
-	kube, err := c.Kube()
+	rd, err := c.Reads()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -317,7 +322,7 @@ func (o *analyzeOptions) analyzeLive(ctx context.Context, c *cli.Context, ns str
 		}
 		required <- err
 	}()
-	snap, err := o.read(ctx, kube, &opts)
+	snap, err := o.read(ctx, rd, &opts)
 	if rerr := <-required; rerr != nil {
 		return nil, nil, rerr
 	}
@@ -333,27 +338,24 @@ func (o *analyzeOptions) analyzeLive(ctx context.Context, c *cli.Context, ns str
 }
 
 // read takes the analyzers' snapshot of the revision analyzed.
-func (o *analyzeOptions) read(ctx context.Context, kube kubernetes.Interface, opts *analysis.Options) (*analysis.Snapshot, error) {
-	if err := o.selectRevision(ctx, kube, opts); err != nil {
+func (o *analyzeOptions) read(ctx context.Context, rd *reads.Reader, opts *analysis.Options) (*analysis.Snapshot, error) {
+	if err := o.selectRevision(ctx, rd, opts); err != nil {
 		return nil, err
 	}
-	if len(o.analyzers) == 0 {
-		opts.Keep = lintKinds // the resilience lint's input, from the same LIST
-	}
-	return analysis.Read(ctx, kube, *opts)
+	return analysis.Read(ctx, rd, *opts)
 }
 
 // selectRevision points the analysis at one control plane: its config
 // objects (istio.io/rev) and, unless --meshConfigFile overrides it, its mesh
 // config, which a revision keeps in istio-<rev> rather than the istio
 // ConfigMap Istio's analyzer reads.
-func (o *analyzeOptions) selectRevision(ctx context.Context, kube kubernetes.Interface, opts *analysis.Options) error {
+func (o *analyzeOptions) selectRevision(ctx context.Context, rd *reads.Reader, opts *analysis.Options) error {
 	if o.revision == mesh.DefaultRevision {
 		// As istioctl: unlabelled config and the istio ConfigMap, whatever
 		// is installed (and no extra read a restricted user may lack).
 		return nil
 	}
-	planes, err := mesh.Revisions(ctx, kube)
+	planes, err := mesh.Revisions(ctx, rd)
 	if err != nil {
 		return err
 	}
@@ -369,14 +371,13 @@ func (o *analyzeOptions) selectRevision(ctx context.Context, kube kubernetes.Int
 	// elsewhere too, but its mesh config lives where its istiod reads it.
 	name := "istio-" + cp.Revision
 	for _, ns := range slices.Compact([]string{opts.IstioNamespace, cp.Namespace}) {
-		cm, err := kube.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			continue
-		} else if err != nil {
+		cm, err := reads.ConfigMap(ctx, rd, ns, name)
+		if err != nil {
 			return fmt.Errorf("cannot read revision %s's mesh config (ConfigMap %s/%s): %w", cp.Revision, ns, name, err)
+		} else if cm != nil {
+			opts.MeshConfig, opts.IstioNamespace = cm.Data["mesh"], ns
+			return nil
 		}
-		opts.MeshConfig, opts.IstioNamespace = cm.Data["mesh"], ns
-		return nil
 	}
 	return exitcode.Usagef("revision %s has no mesh config: ConfigMap %s not found in %s; name its namespace with -i, or give the mesh config with --meshConfigFile", cp.Revision, name, strings.Join(slices.Compact([]string{opts.IstioNamespace, cp.Namespace}), " or "))
 }

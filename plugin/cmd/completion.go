@@ -41,11 +41,11 @@ func setupCompletion(root *cobra.Command, c *cli.Context) {
 		return names, cobra.ShellCompDirectiveNoFileComp
 	})
 	revisions := func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
-		kube, err := c.Kube()
+		rd, err := c.Reads()
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveError
 		}
-		planes, err := mesh.Revisions(cmd.Context(), kube)
+		planes, err := mesh.Revisions(cmd.Context(), rd)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveError
 		}

@@ -108,10 +108,12 @@ func bind(c *cli.Context, ff *fleetFlags, command pipeline.Command) *cobra.Comma
 		ff.addPlanFlags(cmd.Flags())
 		cmd.Annotations[fleetAnnotation] = fleetPlan
 		cmd.RunE = func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel() // reads still in flight when the command ends
 			if err := c.Engine.Validate(); err != nil {
 				return exitcode.New(exitcode.Usage, err)
 			}
+			pipeline.Prefetch(ctx, c, w)
 			if err := w.Complete(ctx, c, args); err != nil {
 				return err
 			}
@@ -138,6 +140,8 @@ func bind(c *cli.Context, ff *fleetFlags, command pipeline.Command) *cobra.Comma
 				if err = pipeline.Wait(ctx, c.Streams.ErrOut, seq.Pause()); err != nil {
 					break
 				}
+				c.ForgetReads() // the next plan starts from the cluster as it is now
+				pipeline.Prefetch(ctx, c, w)
 				plan, err = seq.Next(ctx, c)
 			}
 			return err

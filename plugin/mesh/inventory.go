@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/metadata"
 )
 
 // ProxyUID is the UID Envoy runs as; an app container with it escapes
@@ -112,14 +112,14 @@ func InjectedRevision(p *corev1.Pod) string {
 var replicaSets = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "replicasets"}
 var jobs = schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}
 
-// Inventory lists the namespace's pods (one paged list; the pod spec is
-// needed for hostNetwork and UIDs) and resolves each to its top-level
-// workload with metadata-only lists of ReplicaSets and Jobs. ns "" means
-// every namespace.
-func Inventory(ctx context.Context, kube kubernetes.Interface, md metadata.Interface, ns string) ([]Workload, error) {
+// Inventory lists the namespace's pods (one list; the pod spec is needed
+// for hostNetwork and UIDs) and resolves each to its top-level workload with
+// metadata-only lists of ReplicaSets and Jobs. ns "" means every
+// namespace.
+func Inventory(ctx context.Context, r *reads.Reader, ns string) ([]Workload, error) {
 	owner := map[string]metav1.OwnerReference{} // "Kind/name" of RS or Job → its owner
 	for _, gvr := range []schema.GroupVersionResource{replicaSets, jobs} {
-		list, err := md.Resource(gvr).Namespace(ns).List(ctx, metav1.ListOptions{})
+		list, err := r.Metadata(ctx, reads.Request{Resource: gvr, Namespace: ns})
 		if err != nil {
 			return nil, err
 		}
@@ -127,23 +127,19 @@ func Inventory(ctx context.Context, kube kubernetes.Interface, md metadata.Inter
 		if gvr.Resource == "jobs" {
 			kind = "Job"
 		}
-		for _, it := range list.Items {
-			if ref := metav1.GetControllerOf(&it); ref != nil {
-				owner[it.Namespace+"/"+kind+"/"+it.Name] = *ref
+		for _, it := range list {
+			if ref := metav1.GetControllerOfNoCopy(it); ref != nil {
+				owner[it.GetNamespace()+"/"+kind+"/"+it.GetName()] = *ref
 			}
 		}
 	}
 	byRef := map[string]*Workload{}
 	var order []string
-	// resourceVersion=0: one response from the API server's watch cache
-	// whatever the namespace's size, as an informer's first list; a plan
-	// is verified against the cluster after it is applied anyway.
-	pods, err := kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+	pods, err := reads.List[*corev1.Pod](ctx, r, reads.Request{Resource: Pods, Namespace: ns})
 	if err != nil {
 		return nil, err
 	}
-	for i := range pods.Items {
-		p := &pods.Items[i]
+	for _, p := range pods {
 		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 			continue
 		}

@@ -9,7 +9,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads/readstest"
 )
 
 func uid(n int64) *int64 { return &n }
@@ -64,12 +65,12 @@ func TestNeedsRestart(t *testing.T) {
 }
 
 func TestRevisionsAndTags(t *testing.T) {
-	kube := fake.NewClientset(
+	rd := readstest.Reader(
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "istiod", Namespace: "istio-system", Labels: map[string]string{"app": "istiod"}}},
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "istiod-1-31", Namespace: "istio-system", Labels: map[string]string{"app": "istiod", LabelRev: "1-31"}}},
 		&admissionv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "tag-stable", Labels: map[string]string{LabelTag: "prod-stable", LabelRev: "1-31"}}},
 	)
-	cps, err := Revisions(context.Background(), kube)
+	cps, err := Revisions(context.Background(), rd)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,11 @@ import (
 	"slices"
 	"sort"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/prompt"
@@ -34,32 +37,44 @@ type ControlPlane struct {
 	Tags      []string // revision tags pointing at it
 }
 
+// Deployments, MutatingWebhookConfigurations and Namespaces, as the
+// reads package names them.
+var (
+	Deployments        = appsv1.SchemeGroupVersion.WithResource("deployments")
+	MutatingWebhooks   = admissionv1.SchemeGroupVersion.WithResource("mutatingwebhookconfigurations")
+	ValidatingWebhooks = admissionv1.SchemeGroupVersion.WithResource("validatingwebhookconfigurations")
+	Namespaces         = corev1.SchemeGroupVersion.WithResource("namespaces")
+	Services           = corev1.SchemeGroupVersion.WithResource("services")
+	Pods               = corev1.SchemeGroupVersion.WithResource("pods")
+)
+
 // Revisions lists istiod Deployments (label app=istiod) and the revision
-// tags (injector webhooks labelled istio.io/tag). Two list calls.
-func Revisions(ctx context.Context, kube kubernetes.Interface) ([]ControlPlane, error) {
-	deps, err := kube.AppsV1().Deployments(metav1.NamespaceAll).List(ctx, metav1.ListOptions{LabelSelector: "app=istiod"})
+// tags (injector webhooks labelled istio.io/tag): metadata is enough. Two
+// list calls, or none when the command lists these kinds anyway.
+func Revisions(ctx context.Context, r *reads.Reader) ([]ControlPlane, error) {
+	deps, err := r.Metadata(ctx, reads.Request{Resource: Deployments, Labels: "app=istiod"})
 	if err != nil {
 		return nil, err
 	}
 	byRev := map[string]*ControlPlane{}
 	var out []*ControlPlane
-	for _, d := range deps.Items {
-		rev := d.Labels[LabelRev]
+	for _, d := range deps {
+		rev := d.GetLabels()[LabelRev]
 		if rev == "" {
 			rev = DefaultRevision
 		}
 		if byRev[rev] == nil {
-			cp := &ControlPlane{Revision: rev, Namespace: d.Namespace}
+			cp := &ControlPlane{Revision: rev, Namespace: d.GetNamespace()}
 			byRev[rev] = cp
 			out = append(out, cp)
 		}
 	}
-	hooks, err := kube.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{LabelSelector: LabelTag})
+	hooks, err := r.Metadata(ctx, reads.Request{Resource: MutatingWebhooks, Labels: LabelTag})
 	if err != nil {
 		return nil, err
 	}
-	for _, h := range hooks.Items {
-		tag, rev := h.Labels[LabelTag], h.Labels[LabelRev]
+	for _, h := range hooks {
+		tag, rev := h.GetLabels()[LabelTag], h.GetLabels()[LabelRev]
 		if cp := byRev[rev]; cp != nil && tag != "" {
 			cp.Tags = append(cp.Tags, tag)
 		}
@@ -110,22 +125,22 @@ func InjectionLabels(name string) map[string]string {
 }
 
 // NamespaceNames lists the cluster's namespaces, for prompts.
-func NamespaceNames(ctx context.Context, kube kubernetes.Interface) ([]string, error) {
-	list, err := kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+func NamespaceNames(ctx context.Context, r *reads.Reader) ([]string, error) {
+	list, err := r.Metadata(ctx, reads.Request{Resource: Namespaces})
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, 0, len(list.Items))
-	for _, n := range list.Items {
-		names = append(names, n.Name)
+	names := make([]string, 0, len(list))
+	for _, n := range list {
+		names = append(names, n.GetName())
 	}
 	return names, nil
 }
 
 // AskNamespace asks which namespace to work on, among the cluster's, with
 // def preselected.
-func AskNamespace(ctx context.Context, kube kubernetes.Interface, p prompt.Prompter, question, def string) (string, error) {
-	names, err := NamespaceNames(ctx, kube)
+func AskNamespace(ctx context.Context, r *reads.Reader, p prompt.Prompter, question, def string) (string, error) {
+	names, err := NamespaceNames(ctx, r)
 	if err != nil {
 		return "", err
 	}

@@ -49,7 +49,7 @@ func (r *Runner) analyze(ctx context.Context, plan *Plan, threshold Severity) ([
 // should not be blocked by problems it did not cause. Without read access
 // the plan gets an ANALYSIS-SKIPPED check instead.
 func (r *Runner) findings(ctx context.Context, plan *Plan, threshold Severity) ([]Finding, int, error) {
-	kube, err := r.C.Kube()
+	rd, err := r.C.Reads()
 	if err != nil {
 		return nil, 0, err
 	}
@@ -72,8 +72,9 @@ func (r *Runner) findings(ctx context.Context, plan *Plan, threshold Severity) (
 
 	// The cluster as it is and as planned, analyzed side by side from one
 	// snapshot, by the analyzers that read a kind the plan changes: the
-	// others find the same either way.
-	opts := analysis.Options{IstioNamespace: r.C.Engine.IstioNamespace, Changed: analysis.Changed(kinds...)}
+	// others find the same either way. The snapshot is read through the
+	// planner's reader: what the planner listed is not listed again.
+	opts := AnalysisOptions(r.C.Engine.IstioNamespace, kinds...)
 	planned := opts
 	planned.Files = []analysis.Source{{Name: "plan", Reader: &buf}}
 	planned.Planned = true
@@ -81,7 +82,7 @@ func (r *Runner) findings(ctx context.Context, plan *Plan, threshold Severity) (
 	if run == nil {
 		run = analysis.RunLive
 	}
-	res, err := run(ctx, kube, opts, planned)
+	res, err := run(ctx, rd, opts, planned)
 	var denied *analysis.DeniedError
 	if errors.As(err, &denied) {
 		// Analysis needs cluster-wide reads; without them the plan gets a
@@ -115,6 +116,12 @@ func (r *Runner) findings(ctx context.Context, plan *Plan, threshold Severity) (
 		})
 	}
 	return out, preexisting, nil
+}
+
+// AnalysisOptions are the options of a plan's analysis when it writes
+// objects of these kinds.
+func AnalysisOptions(istioNamespace string, kinds ...schema.GroupVersionKind) analysis.Options {
+	return analysis.Options{IstioNamespace: istioNamespace, Changed: analysis.Changed(kinds...)}
 }
 
 func levelSeverity(l diag.Level) Severity {

@@ -9,6 +9,12 @@ import (
 	"io"
 	"time"
 
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/analysis"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
+
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -119,8 +125,9 @@ type Plan struct {
 	Report func(w io.Writer)
 	// Result is printed after a successful apply (or instead of one when
 	// nothing changes); workflows use it for summaries. It reads the
-	// cluster with the context and clients the Runner hands it.
-	Result func(ctx context.Context, cl cli.Clients, w io.Writer)
+	// cluster as applied through the reader the Runner hands it (a new
+	// one: what was read for the plan is forgotten once it is applied).
+	Result func(ctx context.Context, rd *reads.Reader, w io.Writer)
 }
 
 // Objects returns every object the plan applies or replaces, in order.
@@ -210,6 +217,30 @@ type Workflow interface {
 	// writes. A nil plan means there is nothing (more) to run (a canary
 	// sequence at its end); an informational flag returns Plan.Output.
 	Plan(ctx context.Context, c *cli.Context) (*Plan, error)
+}
+
+// KindWriter is a workflow that names the kinds its plans write. The
+// engine then starts the LISTs Istio's analyzers will need to analyze such
+// a plan before the workflow reads anything, so that the workflow's own
+// reads of those kinds (the pods of its namespace, the Services it
+// routes) are served from them instead of costing requests of their own.
+// Name the kinds a plan usually writes: a kind named but not written costs
+// the LISTs of its analyzers' inputs for nothing; a kind written but not
+// named costs only what it did before.
+type KindWriter interface {
+	Writes() []schema.GroupVersionKind
+}
+
+// Prefetch starts, in c's reader, the LISTs a plan of w will be analyzed
+// with, when w names its kinds and the plan will be analyzed.
+func Prefetch(ctx context.Context, c *cli.Context, w any) {
+	kw, ok := w.(KindWriter)
+	if !ok || !c.Engine.Analyzes() {
+		return
+	}
+	if rd, err := c.Reads(); err == nil {
+		rd.Prefetch(ctx, analysis.Requests(AnalysisOptions(c.Engine.IstioNamespace, kw.Writes()...))...)
+	}
 }
 
 // Permission is an RBAC grant a workflow needs: verbs on a resource, in

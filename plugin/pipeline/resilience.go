@@ -21,8 +21,8 @@ func (r *Runner) resilienceChecks(ctx context.Context, plan *Plan) []Check {
 	if len(in.VirtualServices)+len(in.DestinationRules) == 0 || plan.UndoOf != "" {
 		return nil
 	}
-	if kube, err := r.C.Kube(); err == nil && len(in.VirtualServices) > 0 {
-		in.MeshRetryOn = resilience.MeshRetryOn(ctx, kube, r.C.Engine.IstioNamespace)
+	if rd, err := r.C.Reads(); err == nil && len(in.VirtualServices) > 0 {
+		in.MeshRetryOn = resilience.MeshRetryOn(ctx, rd, r.C.Engine.IstioNamespace)
 	}
 	return ResilienceChecks(resilience.Lint(in))
 }

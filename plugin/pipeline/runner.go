@@ -16,13 +16,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/analysis"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/journal"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/prompt"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
 )
 
 // Runner executes plans. It is the only code that writes to the cluster.
@@ -30,7 +30,7 @@ type Runner struct {
 	C *cli.Context
 	// Analyze runs Istio's analyzers on the cluster and on the cluster as
 	// planned (analysis.RunLive when nil); unit tests hand in findings.
-	Analyze func(ctx context.Context, kube kubernetes.Interface, opts ...analysis.Options) ([]diag.Messages, error)
+	Analyze func(ctx context.Context, r *reads.Reader, opts ...analysis.Options) ([]diag.Messages, error)
 }
 
 // writeTimeout bounds one object's re-read and write, which a Ctrl-C does
@@ -92,6 +92,7 @@ func (r *Runner) Run(ctx context.Context, plan *Plan) error {
 	if changed == 0 {
 		// Nothing to analyze or confirm: a re-run costs one read per object.
 		fmt.Fprintln(stderr, "No changes: the cluster already matches the plan.")
+		r.C.ForgetReads()
 		r.result(ctx, plan)
 		return nil
 	}
@@ -125,6 +126,9 @@ func (r *Runner) Run(ctx context.Context, plan *Plan) error {
 	if err := r.confirm(changed); err != nil {
 		return err
 	}
+	// What was read for the plan is not what verify steps and results
+	// must see once it is applied.
+	r.C.ForgetReads()
 	return r.apply(ctx, srv, plan, diffs)
 }
 
@@ -320,12 +324,12 @@ func (r *Runner) result(ctx context.Context, plan *Plan) {
 	if plan.Result == nil {
 		return
 	}
-	cl, err := r.C.Clients()
+	rd, err := r.C.Reads()
 	if err != nil {
 		fmt.Fprintf(r.C.Streams.ErrOut, "warning: cannot show the result: %v\n", err)
 		return
 	}
-	plan.Result(ctx, cl, r.C.Streams.Out)
+	plan.Result(ctx, rd, r.C.Streams.Out)
 }
 
 // apply records the change set, then writes phase by phase.

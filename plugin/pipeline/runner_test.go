@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
+
 	"istio.io/istio/pkg/config/analysis/diag"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -17,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
-	"k8s.io/client-go/kubernetes"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -170,7 +171,7 @@ func runner(f *fakeCluster, after ...diag.Message) (*Runner, *bytes.Buffer) {
 	}}
 	c.Args = []string{"kubectl-mesh", "test"}
 	c.Engine.ProxySyncTimeout = 0
-	return &Runner{C: c, Analyze: func(context.Context, kubernetes.Interface, ...analysis.Options) ([]diag.Messages, error) {
+	return &Runner{C: c, Analyze: func(context.Context, *reads.Reader, ...analysis.Options) ([]diag.Messages, error) {
 		return []diag.Messages{nil, after}, nil
 	}}, &out
 }

@@ -12,9 +12,9 @@ import (
 	"strings"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
+
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 )
 
@@ -261,11 +261,12 @@ func MeshRetryOnYAML(meshConfig string) string {
 }
 
 // MeshRetryOn reads the mesh config's defaultHttpRetryPolicy.retryOn from
-// the istio ConfigMap; "" (Istio's built-in default) when there is none or
-// it cannot be read.
-func MeshRetryOn(ctx context.Context, kube kubernetes.Interface, istioNamespace string) string {
-	cm, err := kube.CoreV1().ConfigMaps(istioNamespace).Get(ctx, "istio", metav1.GetOptions{})
-	if err != nil {
+// the istio ConfigMap (through r: the ConfigMaps of the Istio namespace
+// Istio's analyzers read too); "" (Istio's built-in default) when there is
+// none or it cannot be read.
+func MeshRetryOn(ctx context.Context, r *reads.Reader, istioNamespace string) string {
+	cm, err := reads.ConfigMap(ctx, r, istioNamespace, "istio")
+	if err != nil || cm == nil {
 		return ""
 	}
 	return MeshRetryOnYAML(cm.Data["mesh"])

@@ -12,12 +12,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
+
 	"github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
@@ -52,11 +52,11 @@ func ParseURL(s string) error {
 // Connect returns a client for the Prometheus at rawURL or, when rawURL is
 // empty, for one found in the cluster (nil, nil when there is none). It
 // checks that Prometheus answers before returning.
-func Connect(ctx context.Context, cfg *rest.Config, kube kubernetes.Interface, rawURL, preferNamespace string) (*Prometheus, error) {
+func Connect(ctx context.Context, cfg *rest.Config, rd *reads.Reader, rawURL, preferNamespace string) (*Prometheus, error) {
 	conf := api.Config{Address: rawURL}
 	where := rawURL
 	if rawURL == "" {
-		svc, port, err := Discover(ctx, kube, preferNamespace)
+		svc, port, err := Discover(ctx, rd, preferNamespace)
 		if err != nil || svc == nil {
 			return nil, err
 		}
@@ -86,16 +86,16 @@ func Connect(ctx context.Context, cfg *rest.Config, kube kubernetes.Interface, r
 // Discover finds a Prometheus Service: Istio's addon (prometheus), the
 // Prometheus Operator's prometheus-operated, the community chart's
 // prometheus-server, or anything labelled app.kubernetes.io/name=prometheus;
-// preferNamespace (the Istio namespace) wins ties. One list call.
-func Discover(ctx context.Context, kube kubernetes.Interface, preferNamespace string) (*corev1.Service, string, error) {
-	list, err := kube.CoreV1().Services(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+// preferNamespace (the Istio namespace) wins ties. One list call, or none
+// when the command lists Services cluster-wide anyway.
+func Discover(ctx context.Context, rd *reads.Reader, preferNamespace string) (*corev1.Service, string, error) {
+	list, err := reads.List[*corev1.Service](ctx, rd, reads.Request{Resource: corev1.SchemeGroupVersion.WithResource("services")})
 	if err != nil {
 		return nil, "", fmt.Errorf("looking for a Prometheus service: %w", err)
 	}
 	var best *corev1.Service
 	bestScore, bestPort := 0, ""
-	for i := range list.Items {
-		s := &list.Items[i]
+	for _, s := range list {
 		score := 0
 		switch {
 		case s.Name == "prometheus":
@@ -184,11 +184,11 @@ func ConnectWith(ctx context.Context, c *cli.Context, rawURL, preferNamespace st
 	if err != nil {
 		return nil, err
 	}
-	kube, err := c.Kube()
+	rd, err := c.Reads()
 	if err != nil {
 		return nil, err
 	}
-	return Connect(ctx, cfg, kube, rawURL, preferNamespace)
+	return Connect(ctx, cfg, rd, rawURL, preferNamespace)
 }
 
 // Require is ConnectWith for a workflow that cannot go on without

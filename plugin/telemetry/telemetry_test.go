@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads/readstest"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
 )
 
@@ -21,19 +22,19 @@ func svc(ns, name string, labels map[string]string, ports ...corev1.ServicePort)
 
 func TestDiscoverPrefersIstioAddonInIstioNamespace(t *testing.T) {
 	web := corev1.ServicePort{Name: "web", Port: 9090}
-	kube := fake.NewClientset(
+	rd := readstest.Reader(
 		svc("monitoring", "prometheus-operated", nil, web),
 		svc("monitoring", "grafana", map[string]string{"app": "grafana"}, corev1.ServicePort{Name: "http", Port: 3000}),
 		svc("istio-system", "prometheus", nil, corev1.ServicePort{Name: "http", Port: 9090}),
 		svc("other", "prometheus", nil, corev1.ServicePort{Name: "http", Port: 9090}),
 		svc("tools", "prometheus", nil, corev1.ServicePort{Name: "grpc", Port: 10901}, corev1.ServicePort{Name: "metrics", Port: 8080}),
 	)
-	s, port, err := Discover(context.Background(), kube, "istio-system")
+	s, port, err := Discover(context.Background(), rd, "istio-system")
 	if err != nil || s == nil || s.Namespace != "istio-system" || port != "9090" {
 		t.Fatalf("got %v %q %v", s, port, err)
 	}
-	kube = fake.NewClientset(svc("monitoring", "grafana", nil, corev1.ServicePort{Port: 3000}))
-	if s, _, err := Discover(context.Background(), kube, "istio-system"); err != nil || s != nil {
+	rd = readstest.Reader(svc("monitoring", "grafana", nil, corev1.ServicePort{Port: 3000}))
+	if s, _, err := Discover(context.Background(), rd, "istio-system"); err != nil || s != nil {
 		t.Fatalf("nothing like Prometheus must find nothing, got %v %v", s, err)
 	}
 }

@@ -1,6 +1,11 @@
 package authz
 
-import "github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+import (
+	"istio.io/istio/pkg/config/schema/gvk"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+)
 
 // Permissions implements pipeline.Permissioned: the namespace's
 // AuthorizationPolicies and workloads, PeerAuthentications everywhere (the
@@ -16,4 +21,10 @@ func (o *Options) Permissions(string) ([]pipeline.Permission, error) {
 	p = append(p, pipeline.Grant("", true, []string{"get", "create"}, "services/proxy")...)
 	p = append(p, pipeline.Grant("security.istio.io", true, pipeline.Read, "peerauthentications", "authorizationpolicies")...)
 	return p, nil
+}
+
+// Writes implements pipeline.KindWriter: what its plans write, so that the
+// engine reads what their analysis needs before the planner reads.
+func (o *Options) Writes() []schema.GroupVersionKind {
+	return []schema.GroupVersionKind{gvk.AuthorizationPolicy.Kubernetes()}
 }

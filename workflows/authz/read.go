@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
+
 	"golang.org/x/sync/errgroup"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -53,20 +55,18 @@ var serviceAccounts = schema.GroupVersionResource{Version: "v1", Resource: "serv
 // read lists, concurrently, what the plan and its checks need: a fixed
 // number of list calls whatever the cluster's size.
 func read(ctx context.Context, c *cli.Context, root, ns string) (*snapshot, error) {
-	cl, err := c.Clients()
+	rd, err := c.Reads()
 	if err != nil {
 		return nil, err
 	}
 	s := &snapshot{Root: root, Namespace: ns, Selectors: map[string]map[string]string{}, ServiceAccounts: map[string]bool{}}
 	g, ctx := errgroup.WithContext(ctx)
-	var pas, aps, rootAPs []unstructured.Unstructured
-	list := func(gvr schema.GroupVersionResource, namespace string, into *[]unstructured.Unstructured) {
-		g.Go(func() error {
-			l, err := cl.Dynamic.Resource(gvr).Namespace(namespace).List(ctx, metav1.ListOptions{})
-			if err != nil {
+	var pas, aps, rootAPs []*unstructured.Unstructured
+	list := func(gvr schema.GroupVersionResource, namespace string, into *[]*unstructured.Unstructured) {
+		g.Go(func() (err error) {
+			if *into, err = rd.Unstructured(ctx, reads.Request{Resource: gvr, Namespace: namespace}); err != nil {
 				return fmt.Errorf("listing %s: %w", gvr.Resource, err)
 			}
-			*into = l.Items
 			return nil
 		})
 	}
@@ -75,7 +75,7 @@ func read(ctx context.Context, c *cli.Context, root, ns string) (*snapshot, erro
 	if root != ns {
 		list(mesh.AuthorizationPolicies, root, &rootAPs)
 	}
-	ctrls := make([][]unstructured.Unstructured, 0, len(controllers))
+	ctrls := make([][]*unstructured.Unstructured, 0, len(controllers))
 	kinds := make([]string, 0, len(controllers))
 	for kind := range controllers {
 		kinds = append(kinds, kind)
@@ -88,22 +88,25 @@ func read(ctx context.Context, c *cli.Context, root, ns string) (*snapshot, erro
 		list(controllers[kind], ns, &ctrls[i])
 	}
 	g.Go(func() error {
-		_, err := cl.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-		s.NamespaceExists = err == nil
+		l, err := rd.Metadata(ctx, reads.Request{Resource: mesh.Namespaces})
+		if err != nil {
+			return fmt.Errorf("listing namespaces: %w", err)
+		}
+		s.NamespaceExists = slices.ContainsFunc(l, func(n metav1.Object) bool { return n.GetName() == ns })
 		return nil
 	})
 	g.Go(func() error {
 		var err error
-		s.Workloads, err = mesh.Inventory(ctx, cl.Kube, cl.Metadata, ns)
+		s.Workloads, err = mesh.Inventory(ctx, rd, ns)
 		return err
 	})
 	g.Go(func() error {
-		l, err := cl.Metadata.Resource(serviceAccounts).List(ctx, metav1.ListOptions{})
+		l, err := rd.Metadata(ctx, reads.Request{Resource: serviceAccounts})
 		if err != nil {
 			return fmt.Errorf("listing service accounts: %w", err)
 		}
-		for _, sa := range l.Items {
-			s.ServiceAccounts[sa.Namespace+"/"+sa.Name] = true
+		for _, sa := range l {
+			s.ServiceAccounts[sa.GetNamespace()+"/"+sa.GetName()] = true
 		}
 		return nil
 	})
@@ -119,14 +122,14 @@ func read(ctx context.Context, c *cli.Context, root, ns string) (*snapshot, erro
 		}
 	}
 	for _, u := range pas {
-		p, err := mesh.ParsePeerAuth(&u)
+		p, err := mesh.ParsePeerAuth(u)
 		if err != nil {
 			return nil, err
 		}
 		s.PAs = append(s.PAs, p)
 	}
 	for _, u := range append(aps, rootAPs...) {
-		s.Policies = append(s.Policies, parsePolicy(u.DeepCopy()))
+		s.Policies = append(s.Policies, parsePolicy(u))
 	}
 	return s, nil
 }

@@ -12,15 +12,15 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
+
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
@@ -211,17 +211,17 @@ func (o *common) load(ctx context.Context, c *cli.Context, args []string) error 
 		return exitcode.Usagef("name one Service, e.g. kubectl mesh canary status -n NAMESPACE SERVICE")
 	}
 	o.Service = args[0]
-	cl, err := c.Clients()
+	rd, err := c.Reads()
 	if err != nil {
 		return err
 	}
-	svcs, err := cl.Kube.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
+	svcs, err := reads.List[*corev1.Service](ctx, rd, reads.Request{Resource: mesh.Services, Namespace: ns})
 	if err != nil {
 		return fmt.Errorf("listing services: %w", err)
 	}
 	services := map[string]*corev1.Service{}
-	for i := range svcs.Items {
-		services[svcs.Items[i].Name] = &svcs.Items[i]
+	for _, svc := range svcs {
+		services[svc.Name] = svc
 	}
 	svc := services[o.Service]
 	if svc == nil {
@@ -231,19 +231,18 @@ func (o *common) load(ctx context.Context, c *cli.Context, args []string) error 
 		return exitcode.Usagef("service %s has no selector: a canary splits the pods it selects", o.Service)
 	}
 	t := &target{Namespace: ns, Service: o.Service, Selector: svc.Spec.Selector, Ports: svc.Spec.Ports, Versions: map[string]int{}, Services: services}
-	pods, err := cl.Metadata.Resource(schema.GroupVersionResource{Version: "v1", Resource: "pods"}).Namespace(ns).List(ctx,
-		metav1.ListOptions{LabelSelector: labels.SelectorFromSet(svc.Spec.Selector).String()})
+	pods, err := rd.Metadata(ctx, reads.Request{Resource: mesh.Pods, Namespace: ns, Labels: labels.SelectorFromSet(svc.Spec.Selector).String()})
 	if err != nil {
 		return err
 	}
-	for _, p := range pods.Items {
-		if v := p.Labels[o.VersionLabel]; v != "" {
+	for _, p := range pods {
+		if v := p.GetLabels()[o.VersionLabel]; v != "" {
 			t.Versions[v]++
 		} else {
 			t.Unlabelled++
 		}
 	}
-	if len(pods.Items) == 0 {
+	if len(pods) == 0 {
 		return exitcode.Usagef("service %s selects no pods: deploy the stable and canary versions first", o.Service)
 	}
 	if len(t.Versions) == 0 {
@@ -264,17 +263,17 @@ func (o *common) load(ctx context.Context, c *cli.Context, args []string) error 
 			return h
 		}},
 	} {
-		list, err := cl.Dynamic.Resource(kind.gvr).Namespace(ns).List(ctx, metav1.ListOptions{})
+		list, err := rd.Unstructured(ctx, reads.Request{Resource: kind.gvr, Namespace: ns})
 		if err != nil {
 			return fmt.Errorf("listing %s: %w", kind.gvr.Resource, err)
 		}
 		var found []string
-		t.list(kind.kind, list.Items)
-		for i := range list.Items {
-			for _, h := range kind.host(&list.Items[i]) {
+		t.list(kind.kind, list)
+		for _, u := range list {
+			for _, h := range kind.host(u) {
 				if t.hostMatches(h) {
-					*kind.into = &list.Items[i]
-					found = append(found, list.Items[i].GetName())
+					*kind.into = u
+					found = append(found, u.GetName())
 					break
 				}
 			}
@@ -285,7 +284,7 @@ func (o *common) load(ctx context.Context, c *cli.Context, args []string) error 
 				len(found), kind.gvr.Resource, o.Service, strings.Join(found, ", "))
 		}
 	}
-	if err := loadHTTPRoutes(ctx, cl.Dynamic, t); err != nil {
+	if err := loadHTTPRoutes(ctx, rd, t); err != nil {
 		return err
 	}
 	o.t = t
@@ -295,18 +294,17 @@ func (o *common) load(ctx context.Context, c *cli.Context, args []string) error 
 // loadHTTPRoutes finds the HTTPRoutes that route the Service: attached to
 // it (mesh) or to a Gateway, with a rule sending to it or to one of its
 // version Services. A cluster without the Gateway API has none.
-func loadHTTPRoutes(ctx context.Context, dyn dynamic.Interface, t *target) error {
-	list, err := dyn.Resource(mesh.HTTPRoutes).Namespace(t.Namespace).List(ctx, metav1.ListOptions{})
+func loadHTTPRoutes(ctx context.Context, rd *reads.Reader, t *target) error {
+	list, err := rd.Unstructured(ctx, reads.Request{Resource: mesh.HTTPRoutes, Namespace: t.Namespace})
 	if apierrors.IsNotFound(err) {
 		return nil
 	} else if err != nil {
 		return fmt.Errorf("listing httproutes: %w", err)
 	}
 	t.GatewayAPI = true
-	t.list("HTTPRoute", list.Items)
+	t.list("HTTPRoute", list)
 	var withState *unstructured.Unstructured
-	for i := range list.Items {
-		hr := &list.Items[i]
+	for _, hr := range list {
 		if attached(hr, t.Service) && routesTo(hr, t.isBackend) {
 			t.HRs = append(t.HRs, hr)
 			var st State
@@ -382,7 +380,7 @@ func (t *target) change(u, live *unstructured.Unstructured) pipeline.Change {
 }
 
 // list records the names of the namespace's objects of a kind.
-func (t *target) list(kind string, items []unstructured.Unstructured) {
+func (t *target) list(kind string, items []*unstructured.Unstructured) {
 	if t.listed == nil {
 		t.listed = map[string]map[string]bool{}
 	}

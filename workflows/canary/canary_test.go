@@ -293,7 +293,7 @@ func TestUnreadableState(t *testing.T) {
 // name no object of a listed kind has.
 func TestChangeStartsFromWhatTheTargetRead(t *testing.T) {
 	tg := &target{}
-	tg.list("DestinationRule", []unstructured.Unstructured{{Object: map[string]any{"kind": "DestinationRule", "metadata": map[string]any{"name": "other"}}}})
+	tg.list("DestinationRule", []*unstructured.Unstructured{{Object: map[string]any{"kind": "DestinationRule", "metadata": map[string]any{"name": "other"}}}})
 	dr := func(name string) *unstructured.Unstructured {
 		return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": map[string]any{"name": name}}}
 	}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"slices"
 
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
+
 	"github.com/spf13/cobra"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
@@ -56,7 +58,7 @@ func (o *promote) Plan(context.Context, *cli.Context) (*pipeline.Plan, error) {
 			Title:  fmt.Sprintf("promote %s for %s: 100%%", s.Canary, o.Service),
 			Phases: []pipeline.Phase{{Name: "routes", Changes: []pipeline.Change{o.t.change(routes, o.t.routeObject())}}},
 			Notes:  []string{fmt.Sprintf("the stable %s stays so a rollback is one step; finish with kubectl mesh canary promote -n %s %s --cleanup", what, o.t.Namespace, o.Service)},
-			Result: func(_ context.Context, _ cli.Clients, w io.Writer) { printState(w, t, s) },
+			Result: func(_ context.Context, _ *reads.Reader, w io.Writer) { printState(w, t, s) },
 		}, nil
 	}
 	stable, canary := s.backends()
@@ -126,7 +128,7 @@ func finish(t *target, s *State, keep, drop, title string) (*pipeline.Plan, erro
 	if t.gateway() {
 		what = "service"
 	}
-	plan.Result = func(_ context.Context, _ cli.Clients, w io.Writer) {
+	plan.Result = func(_ context.Context, _ *reads.Reader, w io.Writer) {
 		fmt.Fprintf(w, "canary of %s/%s ended: all traffic to %s %s\n", t.Namespace, t.Service, what, keep)
 	}
 	return plan, nil

@@ -1,6 +1,11 @@
 package canary
 
-import "github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+import (
+	"istio.io/istio/pkg/config/schema/gvk"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+)
 
 // Permissions implements pipeline.Permissioned for every canary subcommand:
 // the Service and its pods, the routing objects (Istio's, or an HTTPRoute
@@ -15,4 +20,10 @@ func (o *common) Permissions(string) ([]pipeline.Permission, error) {
 	p = append(p, pipeline.Grant("", true, []string{"list"}, "services")...)
 	p = append(p, pipeline.Grant("", true, []string{"get", "create"}, "services/proxy")...)
 	return p, nil
+}
+
+// Writes implements pipeline.KindWriter: what its plans write, so that the
+// engine reads what their analysis needs before the planner reads.
+func (o *common) Writes() []schema.GroupVersionKind {
+	return []schema.GroupVersionKind{gvk.VirtualService.Kubernetes(), gvk.DestinationRule.Kubernetes()}
 }

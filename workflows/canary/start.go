@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
+
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -363,7 +365,7 @@ func (o *start) build() (*pipeline.Plan, error) {
 	}
 	plan.Checks = routeChecks(dr, vs)
 	plan.Notes = append(plan.Notes, argoNote(t)...)
-	plan.Result = func(_ context.Context, _ cli.Clients, w io.Writer) { printState(w, t, s) }
+	plan.Result = func(_ context.Context, _ *reads.Reader, w io.Writer) { printState(w, t, s) }
 	return plan, nil
 }
 
@@ -417,7 +419,7 @@ func (o *start) buildGateway(s *State) (*pipeline.Plan, error) {
 	plan.Phases = append(plan.Phases, pipeline.Phase{Name: "routes", Changes: []pipeline.Change{t.change(hr, t.HR)}})
 	plan.Checks = gatewayChecks(t, s)
 	plan.Notes = append(plan.Notes, argoNote(t)...)
-	plan.Result = func(_ context.Context, _ cli.Clients, w io.Writer) { printState(w, t, s) }
+	plan.Result = func(_ context.Context, _ *reads.Reader, w io.Writer) { printState(w, t, s) }
 	return plan, nil
 }
 

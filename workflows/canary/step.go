@@ -6,6 +6,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
+
 	"github.com/spf13/cobra"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
@@ -129,7 +131,7 @@ func (o *step) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, error)
 		Notes:  argoNote(o.t),
 	}
 	t := o.t
-	plan.Result = func(_ context.Context, _ cli.Clients, w io.Writer) { printState(w, t, s) }
+	plan.Result = func(_ context.Context, _ *reads.Reader, w io.Writer) { printState(w, t, s) }
 	return plan, nil
 }
 

@@ -170,7 +170,7 @@ func (o *Options) Complete(ctx context.Context, c *cli.Context, _ []string) erro
 	if err := o.parse(); err != nil {
 		return exitcode.New(exitcode.Usage, err)
 	}
-	kube, err := c.Kube()
+	rd, err := c.Reads()
 	if err != nil {
 		return err
 	}
@@ -185,7 +185,7 @@ func (o *Options) Complete(ctx context.Context, c *cli.Context, _ []string) erro
 		}
 		ns = o.root
 	case !explicit && c.CanPrompt():
-		if ns, err = mesh.AskNamespace(ctx, kube, c.Prompter, "Namespace to lock down:", ns); err != nil {
+		if ns, err = mesh.AskNamespace(ctx, rd, c.Prompter, "Namespace to lock down:", ns); err != nil {
 			return err
 		}
 	}

@@ -6,8 +6,10 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
+
 	"golang.org/x/sync/errgroup"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -97,20 +99,18 @@ func (s sidecar) imports(ns, own string) bool {
 }
 
 func read(ctx context.Context, c *cli.Context, root, ns string) (*snapshot, error) {
-	cl, err := c.Clients()
+	rd, err := c.Reads()
 	if err != nil {
 		return nil, err
 	}
 	s := &snapshot{Root: root, Namespace: ns}
-	var ses, scs, rootScs []unstructured.Unstructured
+	var ses, scs, rootScs []*unstructured.Unstructured
 	g, ctx := errgroup.WithContext(ctx)
-	list := func(gvr schema.GroupVersionResource, namespace string, into *[]unstructured.Unstructured) {
-		g.Go(func() error {
-			l, err := cl.Dynamic.Resource(gvr).Namespace(namespace).List(ctx, metav1.ListOptions{})
-			if err != nil {
+	list := func(gvr schema.GroupVersionResource, namespace string, into *[]*unstructured.Unstructured) {
+		g.Go(func() (err error) {
+			if *into, err = rd.Unstructured(ctx, reads.Request{Resource: gvr, Namespace: namespace}); err != nil {
 				return fmt.Errorf("listing %s: %w", gvr.Resource, err)
 			}
-			*into = l.Items
 			return nil
 		})
 	}
@@ -120,16 +120,19 @@ func read(ctx context.Context, c *cli.Context, root, ns string) (*snapshot, erro
 		list(sidecars, root, &rootScs)
 	}
 	g.Go(func() error {
-		_, err := cl.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-		s.NamespaceExists = err == nil
+		l, err := rd.Metadata(ctx, reads.Request{Resource: mesh.Namespaces})
+		if err != nil {
+			return fmt.Errorf("listing namespaces: %w", err)
+		}
+		s.NamespaceExists = slices.ContainsFunc(l, func(n metav1.Object) bool { return n.GetName() == ns })
 		return nil
 	})
 	g.Go(func() error {
-		cm, err := cl.Kube.CoreV1().ConfigMaps(root).Get(ctx, "istio", metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return nil // Istio's defaults: ALLOW_ANY, no DNS capture
-		} else if err != nil {
+		cm, err := reads.ConfigMap(ctx, rd, root, "istio")
+		if err != nil {
 			return fmt.Errorf("reading the mesh config: %w", err)
+		} else if cm == nil {
+			return nil // Istio's defaults: ALLOW_ANY, no DNS capture
 		}
 		var mc struct {
 			OutboundTrafficPolicy struct{ Mode string } `json:"outboundTrafficPolicy"`
@@ -146,21 +149,21 @@ func read(ctx context.Context, c *cli.Context, root, ns string) (*snapshot, erro
 		return nil
 	})
 	g.Go(func() error {
-		l, err := cl.Kube.CoreV1().Services(root).List(ctx, metav1.ListOptions{LabelSelector: "istio=egressgateway"})
+		l, err := rd.Metadata(ctx, reads.Request{Resource: mesh.Services, Namespace: root, Labels: "istio=egressgateway"})
 		if err != nil {
 			return fmt.Errorf("listing the egress gateway: %w", err)
 		}
-		s.EgressGateway = len(l.Items) > 0
+		s.EgressGateway = len(l) > 0
 		return nil
 	})
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	for i := range ses {
-		s.Entries = append(s.Entries, parseEntry(&ses[i]))
+	for _, u := range ses {
+		s.Entries = append(s.Entries, parseEntry(u))
 	}
 	for _, u := range append(scs, rootScs...) {
-		s.Sidecars = append(s.Sidecars, parseSidecar(u.DeepCopy()))
+		s.Sidecars = append(s.Sidecars, parseSidecar(u))
 	}
 	return s, nil
 }

@@ -108,6 +108,7 @@ func (o *Check) Inspect(ctx context.Context, c *cli.Context) error {
 			return exitcode.New(exitcode.Interrupted, ctx.Err())
 		case <-time.After(2 * time.Second):
 		}
+		c.ForgetReads() // the next pass reads the cluster anew
 	}
 }
 

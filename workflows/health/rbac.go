@@ -2,8 +2,8 @@ package health
 
 import "github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 
-// reads is what check and status list, cluster-wide.
-func reads() []pipeline.Permission {
+// permissions are what check and status list, cluster-wide.
+func permissions() []pipeline.Permission {
 	var p []pipeline.Permission
 	p = append(p, pipeline.Grant("", true, []string{"list"}, "namespaces", "pods", "services")...)
 	p = append(p, pipeline.Grant("apps", true, []string{"list"}, "deployments", "replicasets")...)
@@ -17,7 +17,7 @@ func reads() []pipeline.Permission {
 }
 
 // Permissions implements pipeline.Permissioned.
-func (o *Check) Permissions(string) ([]pipeline.Permission, error) { return reads(), nil }
+func (o *Check) Permissions(string) ([]pipeline.Permission, error) { return permissions(), nil }
 
 // Permissions implements pipeline.Permissioned.
-func (o *Status) Permissions(string) ([]pipeline.Permission, error) { return reads(), nil }
+func (o *Status) Permissions(string) ([]pipeline.Permission, error) { return permissions(), nil }

@@ -9,18 +9,18 @@ import (
 	"strings"
 	"sync"
 
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
+
 	"golang.org/x/sync/errgroup"
-	"istio.io/istio/pkg/config"
-	"istio.io/istio/pkg/config/schema/gvk"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/analysis"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
@@ -62,24 +62,27 @@ type cluster struct {
 type step func(what string)
 
 // istioConfig are the Istio kinds check and status read, every revision's.
-var istioConfig = []struct {
-	gvr schema.GroupVersionResource
-	gvk config.GroupVersionKind
-}{
-	{mesh.PeerAuthentications, gvk.PeerAuthentication},
-	{mesh.AuthorizationPolicies, gvk.AuthorizationPolicy},
-	{mesh.VirtualServices, gvk.VirtualService},
-	{mesh.DestinationRules, gvk.DestinationRule},
+var istioConfig = []schema.GroupVersionResource{
+	mesh.PeerAuthentications, mesh.AuthorizationPolicies, mesh.VirtualServices, mesh.DestinationRules,
 }
 
-// read lists everything concurrently; namespace "" is every namespace.
-// About a dozen list calls whatever the size of the cluster. With analyze,
-// Istio's analyzers' snapshot is taken in the same pass, and the Istio
-// configuration and mesh config come from its LISTs instead of lists of
-// their own; when the user may not read every analyzer input, the
-// analysis is skipped (Denied) and those kinds are listed here as before.
+var pdbs = policyv1.SchemeGroupVersion.WithResource("poddisruptionbudgets")
+
+// read lists everything concurrently through the command's reader;
+// namespace "" is every namespace. With analyze, the LISTs Istio's
+// analyzers need are started first and everything they cover (pods,
+// Services, Namespaces, Deployments, webhooks, CRDs, the Istio
+// configuration and the mesh config) is served from them: about a dozen
+// list calls without analysis, and only a few more than the analyzers'
+// own with it, whatever the size of the cluster. When the user may not
+// read every analyzer input, the analysis is skipped (Denied) and the
+// rest is read as without it.
 func read(ctx context.Context, c *cli.Context, namespace string, progress step, analyze bool) (*cluster, error) {
 	cl, err := c.Clients()
+	if err != nil {
+		return nil, err
+	}
+	rd, err := c.Reads()
 	if err != nil {
 		return nil, err
 	}
@@ -92,137 +95,118 @@ func read(ctx context.Context, c *cli.Context, namespace string, progress step, 
 	if s.ShippedCRDs, err = shippedCRDNames(); err != nil {
 		return nil, err
 	}
+	opts := analysis.Options{Namespace: namespace, IstioNamespace: c.Engine.IstioNamespace}
+	if analyze {
+		rd.Prefetch(ctx, analysis.Requests(opts)...)
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		l, err := cl.Metadata.Resource(crds).List(ctx, metav1.ListOptions{})
+		l, err := rd.Metadata(ctx, reads.Request{Resource: crds})
 		if err != nil {
 			return fmt.Errorf("listing CRDs: %w", err)
 		}
-		for _, it := range l.Items {
-			if strings.HasSuffix(it.Name, ".istio.io") {
-				s.IstioCRDs = append(s.IstioCRDs, it.Name)
+		for _, it := range l {
+			if strings.HasSuffix(it.GetName(), ".istio.io") {
+				s.IstioCRDs = append(s.IstioCRDs, it.GetName())
 			}
-			if strings.HasSuffix(it.Name, ".gateway.networking.k8s.io") {
-				s.GatewayCRDs[it.Name] = [2]string{it.Annotations[mesh.AnnotationGatewayAPIVersion], it.Annotations[mesh.AnnotationGatewayAPIChannel]}
+			if strings.HasSuffix(it.GetName(), ".gateway.networking.k8s.io") {
+				a := it.GetAnnotations()
+				s.GatewayCRDs[it.GetName()] = [2]string{a[mesh.AnnotationGatewayAPIVersion], a[mesh.AnnotationGatewayAPIChannel]}
 			}
 		}
 		return nil
 	})
-	g.Go(func() (err error) { s.Planes, err = mesh.Revisions(ctx, cl.Kube); return err })
-	g.Go(func() error {
-		l, err := cl.Kube.AppsV1().Deployments(namespace).List(ctx, metav1.ListOptions{})
-		if err == nil {
-			s.Deployments = l.Items
-		}
-		return err
-	})
-	g.Go(func() error {
-		l, err := cl.Kube.PolicyV1().PodDisruptionBudgets(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
-		if err == nil {
-			s.PDBs = l.Items
-		}
-		return err
-	})
-	g.Go(func() error {
-		l, err := cl.Metadata.Resource(schema.GroupVersionResource{Version: "v1", Resource: "services"}).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return err
-		}
-		for _, it := range l.Items {
-			s.Services[it.Namespace+"/"+it.Name] = true
-		}
-		return nil
-	})
-	g.Go(func() error {
-		m, err := cl.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return err
-		}
-		v, err := cl.Kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return err
-		}
-		s.Mutating, s.Validating = m.Items, v.Items
-		return nil
-	})
-	g.Go(func() error {
-		l, err := cl.Kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
-		if err == nil {
-			s.Namespaces = l.Items
-		}
+	g.Go(func() (err error) { s.Planes, err = mesh.Revisions(ctx, rd); return err })
+	g.Go(func() (err error) {
+		s.Deployments, err = values[appsv1.Deployment](ctx, rd, reads.Request{Resource: mesh.Deployments, Namespace: namespace})
 		return err
 	})
 	g.Go(func() (err error) {
-		s.Workloads, err = mesh.Inventory(ctx, cl.Kube, cl.Metadata, namespace)
+		s.PDBs, err = values[policyv1.PodDisruptionBudget](ctx, rd, reads.Request{Resource: pdbs})
 		return err
 	})
 	g.Go(func() error {
-		if analyze {
-			var keep []config.GroupVersionKind
-			for _, k := range istioConfig {
-				keep = append(keep, k.gvk)
-			}
-			snap, err := analysis.Read(ctx, cl.Kube, analysis.Options{Namespace: namespace, IstioNamespace: c.Engine.IstioNamespace, Keep: keep})
+		l, err := rd.Metadata(ctx, reads.Request{Resource: mesh.Services})
+		if err != nil {
+			return err
+		}
+		for _, it := range l {
+			s.Services[it.GetNamespace()+"/"+it.GetName()] = true
+		}
+		return nil
+	})
+	g.Go(func() (err error) {
+		s.Mutating, err = values[admissionv1.MutatingWebhookConfiguration](ctx, rd, reads.Request{Resource: mesh.MutatingWebhooks})
+		return err
+	})
+	g.Go(func() (err error) {
+		s.Validating, err = values[admissionv1.ValidatingWebhookConfiguration](ctx, rd, reads.Request{Resource: mesh.ValidatingWebhooks})
+		return err
+	})
+	g.Go(func() (err error) {
+		s.Namespaces, err = values[corev1.Namespace](ctx, rd, reads.Request{Resource: mesh.Namespaces})
+		return err
+	})
+	g.Go(func() (err error) {
+		s.Workloads, err = mesh.Inventory(ctx, rd, namespace)
+		return err
+	})
+	if analyze {
+		g.Go(func() error {
+			snap, err := analysis.Read(ctx, rd, opts)
 			if err == nil {
 				s.Analysis = snap
-				return s.fromSnapshot(snap)
+				return nil
 			}
 			if !errors.As(err, &s.Denied) {
 				return err
 			}
-		}
-		s.MeshRetryOn = resilience.MeshRetryOn(ctx, cl.Kube, c.Engine.IstioNamespace)
-		return s.listIstioConfig(ctx, cl.Dynamic)
+			return nil
+		})
+	}
+	g.Go(func() error {
+		s.MeshRetryOn = resilience.MeshRetryOn(ctx, rd, c.Engine.IstioNamespace)
+		return nil
 	})
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
-// fromSnapshot takes the Istio configuration the analyzers' snapshot kept.
-func (s *cluster) fromSnapshot(snap *analysis.Snapshot) error {
-	s.MeshRetryOn = resilience.MeshRetryOnYAML(snap.MeshConfig())
-	for _, k := range istioConfig {
-		objs, err := snap.Objects(k.gvk, "")
-		if err != nil {
-			return err
-		}
-		if err := s.add(k.gvr, objs); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// listIstioConfig lists the Istio configuration, one kind per request.
-func (s *cluster) listIstioConfig(ctx context.Context, dyn dynamic.Interface) error {
 	lists := make([][]*unstructured.Unstructured, len(istioConfig))
-	g, ctx := errgroup.WithContext(ctx)
-	for i, k := range istioConfig {
+	for i, gvr := range istioConfig {
 		g.Go(func() error {
-			list, err := dyn.Resource(k.gvr).List(ctx, metav1.ListOptions{})
+			l, err := rd.Unstructured(ctx, reads.Request{Resource: gvr})
 			if apierrors.IsNotFound(err) {
 				return nil // no Istio CRDs: the CRD check says so
+			} else if err != nil {
+				return fmt.Errorf("listing %s: %w", gvr.Resource, err)
 			}
-			if err != nil {
-				return fmt.Errorf("listing %s: %w", k.gvr.Resource, err)
-			}
-			for j := range list.Items {
-				lists[i] = append(lists[i], &list.Items[j])
-			}
+			lists[i] = l
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return err
+		return nil, err
 	}
-	for i, k := range istioConfig {
-		if err := s.add(k.gvr, lists[i]); err != nil {
-			return err
+	for i, gvr := range istioConfig {
+		if err := s.add(gvr, lists[i]); err != nil {
+			return nil, err
 		}
 	}
-	return nil
+	return s, nil
+}
+
+// values are the objects q selects as values of their Go type (the shared
+// objects are read only; the copies are shallow).
+func values[T any, P interface {
+	*T
+	runtime.Object
+}](ctx context.Context, rd *reads.Reader, q reads.Request) ([]T, error) {
+	objs, err := reads.List[P](ctx, rd, q)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", q, err)
+	}
+	out := make([]T, len(objs))
+	for i, o := range objs {
+		out[i] = *o
+	}
+	return out, nil
 }
 
 // add files the objects of one Istio kind.

@@ -12,11 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
-	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
 )
 
@@ -71,7 +68,7 @@ rollout; the first failure stops the sequence.`,
 // questions when a terminal is attached.
 func (o *Options) Complete(ctx context.Context, c *cli.Context, _ []string) error {
 	o.istioNamespace = c.Engine.IstioNamespace
-	kube, err := c.Kube()
+	rd, err := c.Reads()
 	if err != nil {
 		return err
 	}
@@ -81,17 +78,15 @@ func (o *Options) Complete(ctx context.Context, c *cli.Context, _ []string) erro
 	}
 	o.Namespace = ns
 	if !explicit && c.CanPrompt() {
-		if o.Namespace, err = mesh.AskNamespace(ctx, kube, c.Prompter, "Namespace to inject:", ns); err != nil {
+		if o.Namespace, err = mesh.AskNamespace(ctx, rd, c.Prompter, "Namespace to inject:", ns); err != nil {
 			return err
 		}
 	}
-	if _, err := kube.CoreV1().Namespaces().Get(ctx, o.Namespace, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-		return exitcode.Usagef("namespace %q not found: create it first, or pick another with -n", o.Namespace)
-	} else if err != nil {
+	if _, err := namespace(ctx, rd, o.Namespace); err != nil {
 		return err
 	}
 	if !o.Disable {
-		if o.planes, err = mesh.Revisions(ctx, kube); err != nil {
+		if o.planes, err = mesh.Revisions(ctx, rd); err != nil {
 			return err
 		}
 		if o.Revision, err = mesh.PickRevision(o.planes, o.Revision, mesh.RevisionQuestion(c.Prompter)); err != nil {
@@ -107,11 +102,11 @@ func (o *Options) askRestart(ctx context.Context, c *cli.Context) error {
 	if !c.CanPrompt() || o.flags == nil || o.flags.Changed("restart") {
 		return nil
 	}
-	cl, err := c.Clients()
+	rd, err := c.Reads()
 	if err != nil {
 		return err
 	}
-	if o.workloads, err = mesh.Inventory(ctx, cl.Kube, cl.Metadata, o.Namespace); err != nil {
+	if o.workloads, err = mesh.Inventory(ctx, rd, o.Namespace); err != nil {
 		return err
 	}
 	restart, _ := o.needRestart(o.workloads)

@@ -7,11 +7,11 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
+
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/metadata"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/manifest"
@@ -23,7 +23,20 @@ import (
 // RestartAnnotation is what `kubectl rollout restart` sets on the pod template.
 const RestartAnnotation = "kubectl.kubernetes.io/restartedAt"
 
-var namespaces = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
+// namespace is the live Namespace name, from the command's reader (the
+// plan's analysis lists Namespaces too).
+func namespace(ctx context.Context, rd *reads.Reader, name string) (*unstructured.Unstructured, error) {
+	all, err := rd.Unstructured(ctx, reads.Request{Resource: mesh.Namespaces})
+	if err != nil {
+		return nil, fmt.Errorf("listing namespaces: %w", err)
+	}
+	for _, ns := range all {
+		if ns.GetName() == name {
+			return ns, nil
+		}
+	}
+	return nil, exitcode.Usagef("namespace %q not found: create it first, or pick another with -n", name)
+}
 
 // Plan implements pipeline.Workflow.
 func (o *Options) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, error) {
@@ -31,17 +44,21 @@ func (o *Options) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, err
 	if err != nil {
 		return nil, err
 	}
-	live, err := cl.Dynamic.Resource(namespaces).Get(ctx, o.Namespace, metav1.GetOptions{})
+	rd, err := c.Reads()
+	if err != nil {
+		return nil, err
+	}
+	live, err := namespace(ctx, rd, o.Namespace)
 	if err != nil {
 		return nil, err
 	}
 	workloads := o.workloads
 	if workloads == nil {
-		if workloads, err = mesh.Inventory(ctx, cl.Kube, cl.Metadata, o.Namespace); err != nil {
+		if workloads, err = mesh.Inventory(ctx, rd, o.Namespace); err != nil {
 			return nil, err
 		}
 	}
-	return o.build(live, workloads, c.Now().UTC().Format("2006-01-02T15:04:05Z"), cl.Kube, cl.Metadata), nil
+	return o.build(live, workloads, c.Now().UTC().Format("2006-01-02T15:04:05Z"), cl.Kube), nil
 }
 
 // needRestart sorts the workloads whose pods must be recreated to pick up
@@ -65,7 +82,7 @@ func (o *Options) needRestart(workloads []mesh.Workload) (restart, manual []mesh
 
 // build is the pure part of Plan: from the live namespace and its
 // workloads to the plan. now stamps the restart annotation.
-func (o *Options) build(live *unstructured.Unstructured, workloads []mesh.Workload, now string, kube kubernetes.Interface, md metadata.Interface) *pipeline.Plan {
+func (o *Options) build(live *unstructured.Unstructured, workloads []mesh.Workload, now string, kube kubernetes.Interface) *pipeline.Plan {
 	ns := pipeline.Edit(live)
 	labels := ns.GetLabels()
 	if labels == nil {
@@ -117,8 +134,8 @@ func (o *Options) build(live *unstructured.Unstructured, workloads []mesh.Worklo
 	}
 	plan.Notes = notes
 	plan.Report = func(w io.Writer) { fmt.Fprintln(w, "Before:"); printCoverage(w, workloads, o.Revision) }
-	plan.Result = func(ctx context.Context, cl cli.Clients, w io.Writer) {
-		after, err := mesh.Inventory(ctx, cl.Kube, cl.Metadata, o.Namespace)
+	plan.Result = func(ctx context.Context, rd *reads.Reader, w io.Writer) {
+		after, err := mesh.Inventory(ctx, rd, o.Namespace)
 		if err != nil {
 			fmt.Fprintf(w, "cannot read the namespace's pods: %v\n", err)
 			return

@@ -10,7 +10,7 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline/plantest"
 )
 
-func namespace(labels map[string]string) *unstructured.Unstructured {
+func namespaceWith(labels map[string]string) *unstructured.Unstructured {
 	u := &unstructured.Unstructured{}
 	u.SetAPIVersion("v1")
 	u.SetKind("Namespace")
@@ -45,7 +45,7 @@ func TestPlanGolden(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.o.Namespace = "shop"
-			got := plantest.Render(tc.o.build(namespace(tc.ns), fixture, "2026-11-25T10:00:00Z", nil, nil))
+			got := plantest.Render(tc.o.build(namespaceWith(tc.ns), fixture, "2026-11-25T10:00:00Z", nil))
 			plantest.Golden(t, filepath.Join("testdata", tc.name+".golden"), got)
 		})
 	}

@@ -1,6 +1,11 @@
 package inject
 
-import "github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+import (
+	"istio.io/istio/pkg/config/schema/gvk"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+)
 
 // Permissions implements pipeline.Permissioned: edit this one namespace's
 // labels, read its pods and controllers, restart workloads, and find the
@@ -17,4 +22,10 @@ func (o *Options) Permissions(ns string) ([]pipeline.Permission, error) {
 	p = append(p, pipeline.Grant("apps", true, []string{"list"}, "deployments")...)
 	p = append(p, pipeline.Grant("admissionregistration.k8s.io", true, []string{"list"}, "mutatingwebhookconfigurations")...)
 	return p, nil
+}
+
+// Writes implements pipeline.KindWriter: what its plans write, so that the
+// engine reads what their analysis needs before the planner reads.
+func (o *Options) Writes() []schema.GroupVersionKind {
+	return []schema.GroupVersionKind{gvk.Namespace.Kubernetes()}
 }

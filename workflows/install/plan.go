@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
 
 	"istio.io/istio/operator/pkg/component"
 	"istio.io/istio/operator/pkg/manifest"
@@ -18,7 +21,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/metadata"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
@@ -50,7 +52,11 @@ func (o *Options) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, err
 	plan := o.phases(objs)
 	e := c.Engine
 	export := e.Output != "" || e.OutputDir != ""
-	if err := o.precheck(ctx, cl.Kube, cl.Metadata, plan); err != nil {
+	rd, err := c.Reads()
+	if err != nil {
+		return nil, err
+	}
+	if err := o.precheck(ctx, cl.Kube, rd, plan); err != nil {
 		// A render for GitOps needs no cluster (istioctl manifest generate
 		// neither): without one, the prechecks are skipped, and said so.
 		if code, _ := exitcode.Describe(err); !(export || e.DryRun == cli.DryRunClient) || code != exitcode.Unavailable {
@@ -213,7 +219,7 @@ func (o *Options) supported(gitVersion string) error {
 }
 
 // precheck: Kubernetes version, and what is installed already.
-func (o *Options) precheck(ctx context.Context, kube kubernetes.Interface, md metadata.Interface, plan *pipeline.Plan) error {
+func (o *Options) precheck(ctx context.Context, kube kubernetes.Interface, rd *reads.Reader, plan *pipeline.Plan) error {
 	sv, err := kube.Discovery().ServerVersion()
 	if err != nil {
 		return err
@@ -221,7 +227,7 @@ func (o *Options) precheck(ctx context.Context, kube kubernetes.Interface, md me
 	if err := o.supported(sv.GitVersion); err != nil {
 		return err
 	}
-	planes, err := mesh.Revisions(ctx, kube)
+	planes, err := mesh.Revisions(ctx, rd)
 	if err != nil && !apierrors.IsForbidden(err) {
 		return err
 	}
@@ -247,11 +253,14 @@ func (o *Options) precheck(ctx context.Context, kube kubernetes.Interface, md me
 			Hint:    "pass --revision, or accept with --accept INSTALL-DEFAULT-BESIDE-REVISIONS",
 		})
 	}
-	if err := o.precheckLeftovers(ctx, kube, md, plan); err != nil {
+	if err := o.precheckLeftovers(ctx, rd, plan); err != nil {
 		return err
 	}
-	_, err = kube.CoreV1().Namespaces().Get(ctx, o.istioNamespace, metav1.GetOptions{})
-	if err == nil {
+	exists, err := named(ctx, rd, mesh.Namespaces, o.istioNamespace)
+	if err != nil {
+		return err
+	}
+	if exists {
 		// Never relabel an existing namespace; drop it from the plan.
 		for i, ph := range plan.Phases {
 			if ph.Name == "namespace" {
@@ -259,10 +268,18 @@ func (o *Options) precheck(ctx context.Context, kube kubernetes.Interface, md me
 				break
 			}
 		}
-	} else if !apierrors.IsNotFound(err) {
-		return err
 	}
 	return nil
+}
+
+// named reports whether an object of a cluster-scoped kind has this name,
+// from the command's reader (the plan's analysis lists these kinds too).
+func named(ctx context.Context, rd *reads.Reader, gvr schema.GroupVersionResource, name string) (bool, error) {
+	l, err := rd.Metadata(ctx, reads.Request{Resource: gvr})
+	if err != nil {
+		return false, fmt.Errorf("listing %s: %w", gvr.Resource, err)
+	}
+	return slices.ContainsFunc(l, func(m metav1.Object) bool { return m.GetName() == name }), nil
 }
 
 // verifySteps wait for every Deployment and DaemonSet of the install, then
@@ -300,27 +317,25 @@ func verifySteps(kube kubernetes.Interface, objs []*unstructured.Unstructured, t
 // another version) and injection webhooks that would fight the planned one.
 var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
-func (o *Options) precheckLeftovers(ctx context.Context, kube kubernetes.Interface, md metadata.Interface, plan *pipeline.Plan) error {
+func (o *Options) precheckLeftovers(ctx context.Context, rd *reads.Reader, plan *pipeline.Plan) error {
 	planned := map[string]bool{}
 	for _, ph := range plan.Phases {
 		for _, c := range ph.Changes {
 			planned[c.Object.GetKind()+"/"+c.Object.GetName()] = true
 		}
 	}
-	list, err := md.Resource(crdResource).List(ctx, metav1.ListOptions{})
+	list, err := rd.Metadata(ctx, reads.Request{Resource: crdResource})
 	if err != nil && !apierrors.IsForbidden(err) {
 		return err
 	}
 	var leftovers []string
 	o.gatewayCRDs = map[string]gatewayCRD{}
-	if list != nil {
-		for _, it := range list.Items {
-			if strings.HasSuffix(it.Name, ".istio.io") && !planned["CustomResourceDefinition/"+it.Name] {
-				leftovers = append(leftovers, it.Name)
-			}
-			if strings.HasSuffix(it.Name, ".gateway.networking.k8s.io") {
-				o.gatewayCRDs[it.Name] = gatewayCRD{it.Annotations[mesh.AnnotationGatewayAPIVersion], it.Annotations[mesh.AnnotationGatewayAPIChannel]}
-			}
+	for _, it := range list {
+		if strings.HasSuffix(it.GetName(), ".istio.io") && !planned["CustomResourceDefinition/"+it.GetName()] {
+			leftovers = append(leftovers, it.GetName())
+		}
+		if strings.HasSuffix(it.GetName(), ".gateway.networking.k8s.io") {
+			o.gatewayCRDs[it.GetName()] = gatewayCRD{it.GetAnnotations()[mesh.AnnotationGatewayAPIVersion], it.GetAnnotations()[mesh.AnnotationGatewayAPIChannel]}
 		}
 	}
 	if len(leftovers) > 0 {
@@ -335,14 +350,14 @@ func (o *Options) precheckLeftovers(ctx context.Context, kube kubernetes.Interfa
 	// inject namespaces labelled istio-injection=enabled: pods would get two
 	// sidecars or fail admission.
 	if planned["MutatingWebhookConfiguration/istio-sidecar-injector"] {
-		if _, err := kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "istio-revision-tag-default", metav1.GetOptions{}); err == nil {
+		if tagged, err := named(ctx, rd, mesh.MutatingWebhooks, "istio-revision-tag-default"); err == nil && tagged {
 			plan.Checks = append(plan.Checks, pipeline.Check{
 				ID: "INSTALL-WEBHOOK-CONFLICT", Severity: pipeline.Error,
 				Message: "the default revision tag (MutatingWebhookConfiguration istio-revision-tag-default) already injects istio-injection=enabled namespaces; a revision-less install would inject them too",
 				Hint:    "install with --revision and move the default tag to it (istioctl tag set default --revision R --overwrite)",
 				URL:     "https://istio.io/latest/docs/setup/upgrade/canary/#stable-revision-labels",
 			})
-		} else if !apierrors.IsNotFound(err) && !apierrors.IsForbidden(err) {
+		} else if err != nil && !apierrors.IsForbidden(err) {
 			return err
 		}
 	}
@@ -364,7 +379,11 @@ func Prechecks(ctx context.Context, c *cli.Context) ([]pipeline.Check, []string,
 		return nil, nil, err
 	}
 	plan := o.phases(objs)
-	if err := o.precheck(ctx, cl.Kube, cl.Metadata, plan); err != nil {
+	rd, err := c.Reads()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := o.precheck(ctx, cl.Kube, rd, plan); err != nil {
 		code, msg := exitcode.Describe(err)
 		if code != exitcode.Blocked {
 			return nil, nil, err

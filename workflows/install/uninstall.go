@@ -59,11 +59,11 @@ func (u *Uninstall) Complete(ctx context.Context, c *cli.Context, _ []string) er
 	if !c.CanPrompt() || c.Engine.Yes || u.flags == nil {
 		return nil
 	}
-	kube, err := c.Kube()
+	rd, err := c.Reads()
 	if err != nil {
 		return err
 	}
-	planes, err := mesh.Revisions(ctx, kube)
+	planes, err := mesh.Revisions(ctx, rd)
 	if err != nil || len(planes) == 0 {
 		return err // Plan reports that nothing is installed
 	}
@@ -99,11 +99,11 @@ func (u *Uninstall) Validate() error {
 // Plan deletes every object an install of the revision renders that exists,
 // found by kind and name from a render (so nothing else is touched).
 func (u *Uninstall) Plan(ctx context.Context, c *cli.Context) (*pipeline.Plan, error) {
-	kube, err := c.Kube()
+	rd, err := c.Reads()
 	if err != nil {
 		return nil, err
 	}
-	planes, err := mesh.Revisions(ctx, kube)
+	planes, err := mesh.Revisions(ctx, rd)
 	if err != nil {
 		return nil, err
 	}

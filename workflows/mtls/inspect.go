@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"sort"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
+
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -38,25 +41,23 @@ type Snapshot struct {
 	Backends   []Backend
 }
 
-// read lists what the checks need, concurrently: namespaces, Istio
-// security and networking config everywhere, and pods (with their
-// controllers) and Services in ns ("" for every namespace). Webhooks and
-// API services are cluster-scoped. About ten list calls, whatever the size.
+// read lists what the checks need, concurrently, through the command's
+// reader: namespaces, Istio security and networking config everywhere,
+// and pods (with their controllers) and Services in ns ("" for every
+// namespace). Webhooks and API services are cluster-scoped. About ten
+// list calls, whatever the size, and fewer when the plan's analysis lists
+// the same kinds.
 func read(ctx context.Context, c *cli.Context, root, ns string) (*Snapshot, error) {
-	cl, err := c.Clients()
+	rd, err := c.Reads()
 	if err != nil {
 		return nil, err
 	}
 	s := &Snapshot{Root: root, Namespaces: map[string]map[string]string{}}
 	g, ctx := errgroup.WithContext(ctx)
 	list := func(gvr schema.GroupVersionResource, namespace string, into *[]*unstructured.Unstructured) {
-		g.Go(func() error {
-			l, err := cl.Dynamic.Resource(gvr).Namespace(namespace).List(ctx, metav1.ListOptions{})
-			if err != nil {
+		g.Go(func() (err error) {
+			if *into, err = rd.Unstructured(ctx, reads.Request{Resource: gvr, Namespace: namespace}); err != nil {
 				return fmt.Errorf("listing %s: %w", gvr.Resource, err)
-			}
-			for i := range l.Items {
-				*into = append(*into, &l.Items[i])
 			}
 			return nil
 		})
@@ -67,46 +68,48 @@ func read(ctx context.Context, c *cli.Context, root, ns string) (*Snapshot, erro
 	list(mesh.AuthorizationPolicies, "", &s.AuthZ)
 	list(apiServices, "", &apisvcs)
 	g.Go(func() error {
-		l, err := cl.Kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+		l, err := rd.Metadata(ctx, reads.Request{Resource: mesh.Namespaces})
 		if err != nil {
 			return fmt.Errorf("listing namespaces: %w", err)
 		}
-		for _, n := range l.Items {
-			s.Namespaces[n.Name] = n.Labels
+		for _, n := range l {
+			s.Namespaces[n.GetName()] = n.GetLabels()
 		}
 		return nil
 	})
 	g.Go(func() error {
 		var err error
-		s.Workloads, err = mesh.Inventory(ctx, cl.Kube, cl.Metadata, ns)
+		s.Workloads, err = mesh.Inventory(ctx, rd, ns)
 		return err
 	})
 	g.Go(func() error {
-		l, err := cl.Kube.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
+		l, err := reads.List[*corev1.Service](ctx, rd, reads.Request{Resource: mesh.Services, Namespace: ns})
 		if err != nil {
 			return fmt.Errorf("listing services: %w", err)
 		}
-		s.Services = l.Items
+		for _, svc := range l {
+			s.Services = append(s.Services, *svc)
+		}
 		return nil
 	})
 	var hooks []Backend
 	g.Go(func() error {
-		v, err := cl.Kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
+		v, err := reads.List[*admissionv1.ValidatingWebhookConfiguration](ctx, rd, reads.Request{Resource: mesh.ValidatingWebhooks})
 		if err != nil {
 			return fmt.Errorf("listing validating webhooks: %w", err)
 		}
-		m, err := cl.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
+		m, err := reads.List[*admissionv1.MutatingWebhookConfiguration](ctx, rd, reads.Request{Resource: mesh.MutatingWebhooks})
 		if err != nil {
 			return fmt.Errorf("listing mutating webhooks: %w", err)
 		}
-		for _, h := range v.Items {
+		for _, h := range v {
 			for _, w := range h.Webhooks {
 				if sr := w.ClientConfig.Service; sr != nil {
 					hooks = append(hooks, backend("ValidatingWebhookConfiguration/"+h.Name, sr.Namespace, sr.Name, sr.Port))
 				}
 			}
 		}
-		for _, h := range m.Items {
+		for _, h := range m {
 			for _, w := range h.Webhooks {
 				if sr := w.ClientConfig.Service; sr != nil {
 					hooks = append(hooks, backend("MutatingWebhookConfiguration/"+h.Name, sr.Namespace, sr.Name, sr.Port))

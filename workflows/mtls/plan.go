@@ -10,6 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -195,7 +197,7 @@ func (o *Options) build(selectors map[exception]map[string]string, now time.Time
 	}
 	plan.Checks = checks
 	plan.Report = m.report
-	plan.Result = func(_ context.Context, _ cli.Clients, w io.Writer) {
+	plan.Result = func(_ context.Context, _ *reads.Reader, w io.Writer) {
 		mode, source := mesh.ChainFor(m.snap.Root, m.after, m.namespace, nil).Mode(0)
 		fmt.Fprintf(w, "%s is %s (%s).\n", o.scopeName(), mode, source)
 		if m.mode == mesh.ModePermissive {

@@ -1,6 +1,11 @@
 package mtls
 
-import "github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+import (
+	"istio.io/istio/pkg/config/schema/gvk"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+)
 
 // Permissions implements pipeline.Permissioned: the namespace's policies
 // and workloads, and cluster-wide reads of what reaches into it
@@ -20,4 +25,10 @@ func (o *Options) Permissions(string) ([]pipeline.Permission, error) {
 	p = append(p, pipeline.Grant("admissionregistration.k8s.io", true, pipeline.Read, "mutatingwebhookconfigurations", "validatingwebhookconfigurations")...)
 	p = append(p, pipeline.Grant("apiregistration.k8s.io", true, pipeline.Read, "apiservices")...)
 	return p, nil
+}
+
+// Writes implements pipeline.KindWriter: what its plans write, so that the
+// engine reads what their analysis needs before the planner reads.
+func (o *Options) Writes() []schema.GroupVersionKind {
+	return []schema.GroupVersionKind{gvk.PeerAuthentication.Kubernetes()}
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
+
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
@@ -144,7 +146,7 @@ func (o *Options) build(now time.Time, existing []*unstructured.Unstructured) *p
 	plan.Checks = append(plan.Checks, o.inputChecks()...)
 	plan.Checks = append(plan.Checks, lint(ns, o.MTLS, append(existing, policies...), o.workloadLabels)...)
 	plan.Notes = o.notes()
-	plan.Result = func(_ context.Context, _ cli.Clients, w io.Writer) { o.summary(w) }
+	plan.Result = func(_ context.Context, _ *reads.Reader, w io.Writer) { o.summary(w) }
 	return plan
 }
 

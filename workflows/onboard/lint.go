@@ -7,8 +7,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
+
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -34,11 +35,11 @@ func (o *Options) existingPolicies(ctx context.Context, c *cli.Context) ([]*unst
 	if o.live == nil {
 		return nil, nil
 	}
-	dyn, err := c.Dynamic()
+	rd, err := c.Reads()
 	if err != nil {
 		return nil, err
 	}
-	list, err := dyn.Resource(mesh.AuthorizationPolicies).Namespace(o.Namespace).List(ctx, metav1.ListOptions{})
+	list, err := rd.Unstructured(ctx, reads.Request{Resource: mesh.AuthorizationPolicies, Namespace: o.Namespace})
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
@@ -50,9 +51,9 @@ func (o *Options) existingPolicies(ctx context.Context, c *cli.Context) ([]*unst
 		planned[p.GetName()] = true
 	}
 	var out []*unstructured.Unstructured
-	for i := range list.Items {
-		if !planned[list.Items[i].GetName()] {
-			out = append(out, &list.Items[i])
+	for _, u := range list {
+		if !planned[u.GetName()] {
+			out = append(out, u)
 		}
 	}
 	return out, nil

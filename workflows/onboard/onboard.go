@@ -13,6 +13,10 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
+
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -148,12 +152,21 @@ func (o *Options) Complete(ctx context.Context, c *cli.Context, args []string) e
 	if err != nil {
 		return err
 	}
-	live, err := cl.Dynamic.Resource(nsResource).Get(ctx, ns, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-	case err != nil:
+	rd, err := c.Reads()
+	if err != nil {
 		return err
-	default:
+	}
+	namespaces, err := rd.Unstructured(ctx, reads.Request{Resource: nsResource})
+	if err != nil {
+		return fmt.Errorf("listing namespaces: %w", err)
+	}
+	var live *unstructured.Unstructured
+	for _, n := range namespaces {
+		if n.GetName() == ns {
+			live = n
+		}
+	}
+	if live != nil {
 		o.live = live
 		if err := o.inherit(live); err != nil {
 			return err
@@ -164,17 +177,17 @@ func (o *Options) Complete(ctx context.Context, c *cli.Context, args []string) e
 			}
 			return exitcode.Usagef("namespace %s belongs to team %s: add --adopt to hand it to team %s", ns, owner, o.Team)
 		}
-		pods, err := cl.Metadata.Resource(schema.GroupVersionResource{Version: "v1", Resource: "pods"}).Namespace(ns).List(ctx, metav1.ListOptions{})
+		pods, err := rd.Metadata(ctx, reads.Request{Resource: mesh.Pods, Namespace: ns})
 		if err != nil {
 			return err
 		}
-		o.running = len(pods.Items)
+		o.running = len(pods)
 		seen := map[string]bool{}
-		for _, p := range pods.Items {
-			key := fmt.Sprint(p.Labels)
+		for _, p := range pods {
+			key := fmt.Sprint(p.GetLabels())
 			if !seen[key] {
 				seen[key] = true
-				o.workloadLabels = append(o.workloadLabels, p.Labels)
+				o.workloadLabels = append(o.workloadLabels, p.GetLabels())
 			}
 		}
 	}
@@ -182,12 +195,12 @@ func (o *Options) Complete(ctx context.Context, c *cli.Context, args []string) e
 		o.AuthzDryRun = false
 	}
 	if o.live != nil {
-		list, err := cl.Dynamic.Resource(mesh.PeerAuthentications).Namespace(ns).List(ctx, metav1.ListOptions{})
+		list, err := rd.Unstructured(ctx, reads.Request{Resource: mesh.PeerAuthentications, Namespace: ns})
 		if err != nil && !apierrors.IsNotFound(err) {
 			return err
 		}
-		for i := range list.Items {
-			p, err := mesh.ParsePeerAuth(&list.Items[i])
+		for _, u := range list {
+			p, err := mesh.ParsePeerAuth(u)
 			if err != nil {
 				return err
 			}
@@ -206,7 +219,7 @@ func (o *Options) Complete(ctx context.Context, c *cli.Context, args []string) e
 	case o.MTLS == "":
 		o.MTLS = mesh.ModeStrict
 	}
-	if o.planes, err = mesh.Revisions(ctx, cl.Kube); err != nil {
+	if o.planes, err = mesh.Revisions(ctx, rd); err != nil {
 		return err
 	}
 	if o.Revision, err = mesh.PickRevision(o.planes, o.Revision, mesh.RevisionQuestion(c.Prompter)); err != nil {
@@ -232,7 +245,7 @@ func (o *Options) Complete(ctx context.Context, c *cli.Context, args []string) e
 	if o.JWKSURI != "" {
 		o.jwksErr = reachable(ctx, o.JWKSURI)
 	}
-	o.ingressSA = ingressPrincipal(ctx, c, o.root)
+	o.ingressSA = ingressPrincipal(ctx, rd, o.root)
 	return nil
 }
 
@@ -455,13 +468,11 @@ func (o *Options) Validate() error {
 
 // ingressPrincipal is the SPIFFE identity of the ingress gateway: its
 // Deployment's service account, or the name Istio's charts give it.
-func ingressPrincipal(ctx context.Context, c *cli.Context, root string) string {
+func ingressPrincipal(ctx context.Context, rd *reads.Reader, root string) string {
 	sa := "istio-ingressgateway-service-account"
-	if kube, err := c.Kube(); err == nil {
-		if l, err := kube.AppsV1().Deployments(root).List(ctx, metav1.ListOptions{LabelSelector: "istio=ingressgateway"}); err == nil && len(l.Items) > 0 {
-			if n := l.Items[0].Spec.Template.Spec.ServiceAccountName; n != "" {
-				sa = n
-			}
+	if l, err := reads.List[*appsv1.Deployment](ctx, rd, reads.Request{Resource: mesh.Deployments, Namespace: root, Labels: "istio=ingressgateway"}); err == nil && len(l) > 0 {
+		if n := l[0].Spec.Template.Spec.ServiceAccountName; n != "" {
+			sa = n
 		}
 	}
 	return fmt.Sprintf("cluster.local/ns/%s/sa/%s", root, sa)

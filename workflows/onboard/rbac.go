@@ -1,6 +1,11 @@
 package onboard
 
-import "github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+import (
+	"istio.io/istio/pkg/config/schema/gvk"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+)
 
 // Permissions implements pipeline.Permissioned. The namespace may not exist
 // yet, so the bundle's kinds are granted cluster-wide; the namespace itself
@@ -21,4 +26,10 @@ func (o *Options) Permissions(ns string) ([]pipeline.Permission, error) {
 	p = append(p, pipeline.Grant("admissionregistration.k8s.io", true, pipeline.Read, "mutatingwebhookconfigurations", "validatingwebhookconfigurations")...)
 	p = append(p, pipeline.Grant("apiregistration.k8s.io", true, pipeline.Read, "apiservices")...)
 	return p, nil
+}
+
+// Writes implements pipeline.KindWriter: what its plans write, so that the
+// engine reads what their analysis needs before the planner reads.
+func (o *Options) Writes() []schema.GroupVersionKind {
+	return []schema.GroupVersionKind{gvk.Namespace.Kubernetes(), gvk.PeerAuthentication.Kubernetes(), gvk.AuthorizationPolicy.Kubernetes(), gvk.Sidecar.Kubernetes()}
 }

@@ -1,6 +1,11 @@
 package resilience
 
-import "github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+import (
+	"istio.io/istio/pkg/config/schema/gvk"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+)
 
 // Permissions implements pipeline.Permissioned: the Service, its pods,
 // the VirtualServices and DestinationRules of the namespace, the mesh
@@ -12,4 +17,10 @@ func (o *Options) Permissions(string) ([]pipeline.Permission, error) {
 	p = append(p, pipeline.Grant("", true, pipeline.Read, "configmaps", "services")...)
 	p = append(p, pipeline.Grant("", true, []string{"get", "create"}, "services/proxy")...)
 	return p, nil
+}
+
+// Writes implements pipeline.KindWriter: what its plans write, so that the
+// engine reads what their analysis needs before the planner reads.
+func (o *Options) Writes() []schema.GroupVersionKind {
+	return []schema.GroupVersionKind{gvk.VirtualService.Kubernetes(), gvk.DestinationRule.Kubernetes()}
 }

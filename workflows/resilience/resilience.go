@@ -11,11 +11,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
+
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -165,49 +165,56 @@ func (o *Options) Complete(ctx context.Context, c *cli.Context, args []string) e
 }
 
 // read gets the Service, counts its pods and finds the team's
-// VirtualService and DestinationRule for it (list calls, one each).
+// VirtualService and DestinationRule for it (a LIST of each kind in the
+// namespace, or none when the plan's analysis lists them cluster-wide).
 func (o *Options) read(ctx context.Context, c *cli.Context) error {
-	cl, err := c.Clients()
+	rd, err := c.Reads()
 	if err != nil {
 		return err
 	}
-	o.svc, err = cl.Kube.CoreV1().Services(o.Namespace).Get(ctx, o.Service, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
+	svcs, err := reads.List[*corev1.Service](ctx, rd, reads.Request{Resource: mesh.Services, Namespace: o.Namespace})
+	if err != nil {
+		return fmt.Errorf("listing services: %w", err)
+	}
+	for _, svc := range svcs {
+		if svc.Name == o.Service {
+			o.svc = svc
+		}
+	}
+	if o.svc == nil {
 		return exitcode.Usagef("service %q not found in namespace %s: pick another, or another namespace with -n", o.Service, o.Namespace)
-	} else if err != nil {
-		return err
 	}
 	if len(o.svc.Spec.Selector) > 0 {
-		pods, err := cl.Kube.CoreV1().Pods(o.Namespace).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(o.svc.Spec.Selector).String()})
+		pods, err := reads.List[*corev1.Pod](ctx, rd, reads.Request{Resource: mesh.Pods, Namespace: o.Namespace, Labels: labels.SelectorFromSet(o.svc.Spec.Selector).String()})
 		if err != nil {
 			return err
 		}
-		for _, p := range pods.Items {
+		for _, p := range pods {
 			if p.Status.Phase == corev1.PodRunning || p.Status.Phase == corev1.PodPending {
 				o.pods++
 			}
 		}
 	}
 	fqdn := lint.FQDN(o.Service, o.Namespace)
-	vss, err := cl.Dynamic.Resource(mesh.VirtualServices).Namespace(o.Namespace).List(ctx, metav1.ListOptions{})
+	vss, err := rd.Unstructured(ctx, reads.Request{Resource: mesh.VirtualServices, Namespace: o.Namespace})
 	if err != nil {
 		return fmt.Errorf("listing virtualservices: %w", err)
 	}
-	for i := range vss.Items {
-		hosts, _, _ := unstructured.NestedStringSlice(vss.Items[i].Object, "spec", "hosts")
+	for _, vs := range vss {
+		hosts, _, _ := unstructured.NestedStringSlice(vs.Object, "spec", "hosts")
 		for _, h := range hosts {
 			if lint.FQDN(h, o.Namespace) == fqdn {
-				o.vs = &vss.Items[i]
+				o.vs = vs
 			}
 		}
 	}
-	drs, err := cl.Dynamic.Resource(mesh.DestinationRules).Namespace(o.Namespace).List(ctx, metav1.ListOptions{})
+	drs, err := rd.Unstructured(ctx, reads.Request{Resource: mesh.DestinationRules, Namespace: o.Namespace})
 	if err != nil {
 		return fmt.Errorf("listing destinationrules: %w", err)
 	}
-	for i := range drs.Items {
-		if h, _, _ := unstructured.NestedString(drs.Items[i].Object, "spec", "host"); lint.FQDN(h, o.Namespace) == fqdn {
-			o.dr = &drs.Items[i]
+	for _, dr := range drs {
+		if h, _, _ := unstructured.NestedString(dr.Object, "spec", "host"); lint.FQDN(h, o.Namespace) == fqdn {
+			o.dr = dr
 		}
 	}
 	return nil

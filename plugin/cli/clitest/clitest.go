@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/metadata"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
 )
 
 // Source is a cli.ClientSource of given clients; the REST mapper serves
@@ -22,12 +23,23 @@ type Source struct {
 	Dynamic  dynamic.Interface
 	Metadata metadata.Interface
 	Kinds    map[schema.GroupVersionKind]bool
+	// Reads, when set, answers the reader's LISTs instead of Dynamic.
+	Reads reads.Lister
 }
 
 var _ cli.ClientSource = Source{}
 
 func (s Source) Clients() (cli.Clients, error) {
 	return cli.Clients{Kube: s.Kube, Dynamic: s.Dynamic, Metadata: s.Metadata}, nil
+}
+
+// Lister lists with s.Reads, else from the fake dynamic client, whose
+// objects the reader then decodes as it decodes the API server's JSON.
+func (s Source) Lister() (reads.Lister, error) {
+	if s.Reads != nil {
+		return s.Reads, nil
+	}
+	return reads.Dynamic(s.Dynamic), nil
 }
 
 func (s Source) Mapper() (meta.ResettableRESTMapper, error) {

@@ -1,4 +1,4 @@
-package analysis
+package reads
 
 import (
 	"encoding/json"

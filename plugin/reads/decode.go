@@ -1,4 +1,4 @@
-package analysis
+package reads
 
 import (
 	"bytes"
@@ -40,6 +40,8 @@ func decodeList(body []byte) ([]runtime.Object, error) {
 // protobufPrefix starts a Kubernetes protobuf body (built-in kinds).
 var protobufPrefix = []byte("k8s\x00")
 
+func isProtobuf(body []byte) bool { return bytes.HasPrefix(body, protobufPrefix) }
+
 var specDecoder = protojson.UnmarshalOptions{DiscardUnknown: true}
 
 // decodeIstioList decodes a JSON list of an Istio kind, whose spec and
@@ -51,7 +53,7 @@ var specDecoder = protojson.UnmarshalOptions{DiscardUnknown: true}
 // list as before, when the body is not such a list or any item does not
 // decode: what this path cannot read exactly is not read by it at all.
 func decodeIstioList(body []byte) (items []runtime.Object, ok bool) {
-	if bytes.HasPrefix(body, protobufPrefix) {
+	if isProtobuf(body) {
 		return nil, false
 	}
 	var list struct {
@@ -74,11 +76,13 @@ func decodeIstioList(body []byte) (items []runtime.Object, ok bool) {
 		v := reflect.ValueOf(obj).Elem()
 		spec, specOK := message(v, "Spec")
 		status, statusOK := message(v, "Status")
-		if !specOK || !statusOK {
+		typeMeta, objectMeta := v.FieldByName("TypeMeta"), v.FieldByName("ObjectMeta")
+		if !specOK || !statusOK || !typeMeta.IsValid() || typeMeta.Type() != reflect.TypeOf(it.TypeMeta) ||
+			!objectMeta.IsValid() || objectMeta.Type() != reflect.TypeOf(it.Metadata) {
 			return nil, false // not an Istio kind (Gateway API types are plain structs)
 		}
-		v.FieldByName("TypeMeta").Set(reflect.ValueOf(it.TypeMeta))
-		v.FieldByName("ObjectMeta").Set(reflect.ValueOf(it.Metadata))
+		typeMeta.Set(reflect.ValueOf(it.TypeMeta))
+		objectMeta.Set(reflect.ValueOf(it.Metadata))
 		for _, f := range []struct {
 			raw json.RawMessage
 			m   proto.Message

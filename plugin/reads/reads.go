@@ -1,0 +1,373 @@
+// Package reads is a command's one read of the cluster. Whoever asks first
+// for a kind (a planner, check's cluster checks, Istio's analyzers), the
+// kind is listed once, and every later read of it (in one namespace, with
+// a label selector, metadata only) is served from that LIST instead of
+// another request. What a command costs the API server is then one request
+// per kind it reads, however many parts of it read the kind and however
+// large the cluster is.
+//
+// A command declares the wide reads it will make with Prefetch before the
+// narrow ones start, so that "pods in shop" waits for "pods everywhere"
+// (which the analyzers need anyway) instead of racing it with a LIST of
+// its own.
+package reads
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	istiokube "istio.io/istio/pkg/kube"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// Request is one read: a kind, where, and how much of each object.
+type Request struct {
+	Resource  schema.GroupVersionResource
+	Namespace string // "" for every namespace
+	// Labels is a label selector. A LIST of the kind without one serves
+	// the request too, filtered here.
+	Labels string
+	// Fields is a field selector. Only a LIST with the same one serves the
+	// request: the API server's field semantics are not repeated here.
+	Fields string
+	// Metadata says labels, annotations and owners suffice: a full LIST
+	// of the kind serves the request, else a metadata-only one is made.
+	Metadata bool
+}
+
+func (q Request) String() string {
+	s := q.Resource.Resource
+	if q.Resource.Group != "" {
+		s += "." + q.Resource.Group
+	}
+	if q.Namespace != "" {
+		s += " in " + q.Namespace
+	}
+	if q.Labels != "" {
+		s += " (" + q.Labels + ")"
+	}
+	return s
+}
+
+// covers reports whether a LIST of l answers q.
+func (l Request) covers(q Request) bool {
+	return l.Resource == q.Resource && l.Fields == q.Fields &&
+		(l.Namespace == "" || l.Namespace == q.Namespace) &&
+		(l.Labels == "" || l.Labels == q.Labels) &&
+		(!l.Metadata || q.Metadata)
+}
+
+// Lister makes the LIST requests: full ones return the body as the server
+// sent it (protobuf for built-in kinds, JSON for custom resources).
+type Lister interface {
+	List(ctx context.Context, q Request) ([]byte, error)
+	ListMetadata(ctx context.Context, q Request) (*metav1.PartialObjectMetadataList, error)
+}
+
+// Reader serves one command's reads. It is safe for concurrent use.
+type Reader struct {
+	lister   Lister
+	mu       sync.Mutex
+	lists    []*list
+	requests atomic.Int64
+}
+
+// New returns a Reader that lists with l.
+func New(l Lister) *Reader { return &Reader{lister: l} }
+
+// Requests is the number of LISTs made so far.
+func (r *Reader) Requests() int { return int(r.requests.Load()) }
+
+// Prefetch starts the LISTs qs name, concurrently, and returns at once.
+// Reads that they cover wait for them; a failed one (a user who may not
+// list a kind cluster-wide) only fails the reads that asked for exactly
+// it: the others make their own.
+func (r *Reader) Prefetch(ctx context.Context, qs ...Request) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, q := range qs {
+		if r.find(q, nil) == nil {
+			r.start(ctx, q)
+		}
+	}
+}
+
+// list is one LIST, in flight until done is closed.
+type list struct {
+	q    Request
+	done chan struct{}
+	err  error
+	// A full LIST keeps its body when it is JSON (custom resources): the
+	// typed objects (Istio's protobuf specs) drop what the server sent
+	// as zero values, which a planner that writes the object back must
+	// keep. A protobuf body (built-in kinds) decodes to typed objects
+	// that hold all of it.
+	body      []byte
+	typedOnce sync.Once
+	typed     []runtime.Object
+	typedErr  error
+	unsOnce   sync.Once
+	uns       []*unstructured.Unstructured
+	unsErr    error
+	meta      []metav1.Object // a metadata-only LIST
+}
+
+// find returns the list that answers q: q's own, else one that covers it
+// and has not failed (nor is in skip). Called with r.mu held.
+func (r *Reader) find(q Request, skip map[*list]bool) *list {
+	for _, l := range r.lists {
+		if l.q == q {
+			return l
+		}
+	}
+	for _, l := range r.lists {
+		if !skip[l] && l.q.covers(q) && !l.failed() {
+			return l
+		}
+	}
+	return nil
+}
+
+func (l *list) failed() bool {
+	select {
+	case <-l.done:
+		return l.err != nil
+	default:
+		return false
+	}
+}
+
+// start makes the LIST q in the background. Called with r.mu held.
+func (r *Reader) start(ctx context.Context, q Request) *list {
+	l := &list{q: q, done: make(chan struct{})}
+	r.lists = append(r.lists, l)
+	r.requests.Add(1)
+	go func() {
+		defer close(l.done)
+		if q.Metadata {
+			ml, err := r.lister.ListMetadata(ctx, q)
+			if err != nil {
+				l.err = err
+				return
+			}
+			l.meta = make([]metav1.Object, len(ml.Items))
+			for i := range ml.Items {
+				ml.Items[i].ManagedFields = nil
+				l.meta[i] = &ml.Items[i]
+			}
+			return
+		}
+		body, err := r.lister.List(ctx, q)
+		if err != nil {
+			l.err = err
+			return
+		}
+		if isProtobuf(body) {
+			l.typedOnce.Do(func() { l.typed, l.typedErr = decodeList(body) })
+			return
+		}
+		l.body = body
+	}()
+	return l
+}
+
+// get waits for the list that answers q, starting it if need be.
+func (r *Reader) get(ctx context.Context, q Request) (*list, error) {
+	var tried map[*list]bool
+	for {
+		r.mu.Lock()
+		l := r.find(q, tried)
+		if l == nil {
+			l = r.start(ctx, q)
+		}
+		r.mu.Unlock()
+		select {
+		case <-l.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if l.err == nil || l.q == q {
+			return l, l.err
+		}
+		if tried == nil {
+			tried = map[*list]bool{}
+		}
+		tried[l] = true // a wider LIST failed: q's own may not
+	}
+}
+
+// Objects are the typed objects q selects (Istio's scheme: built-in, Istio
+// and Gateway API kinds). Every reader of the command gets the same ones:
+// do not change them.
+func (r *Reader) Objects(ctx context.Context, q Request) ([]runtime.Object, error) {
+	if q.Metadata {
+		return nil, fmt.Errorf("reads: %s: a metadata-only request has no typed objects", q)
+	}
+	l, err := r.get(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	objs, err := l.objects()
+	if err != nil {
+		return nil, fmt.Errorf("decoding %s: %w", q, err)
+	}
+	return filter(objs, l.q, q)
+}
+
+// List is Objects as one Go type, e.g. List[*corev1.Pod].
+func List[T runtime.Object](ctx context.Context, r *Reader, q Request) ([]T, error) {
+	objs, err := r.Objects(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, len(objs))
+	for i, o := range objs {
+		t, ok := o.(T)
+		if !ok {
+			return nil, fmt.Errorf("reads: %s: got %T, want %T", q, o, t)
+		}
+		out[i] = t
+	}
+	return out, nil
+}
+
+// Unstructured are the objects q selects as the server sent them (without
+// managedFields), copies the caller may change.
+func (r *Reader) Unstructured(ctx context.Context, q Request) ([]*unstructured.Unstructured, error) {
+	if q.Metadata {
+		return nil, fmt.Errorf("reads: %s: a metadata-only request has no objects", q)
+	}
+	l, err := r.get(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	all, err := l.unstructured()
+	if err != nil {
+		return nil, fmt.Errorf("decoding %s: %w", q, err)
+	}
+	objs, err := filter(all, l.q, q)
+	if err != nil {
+		return nil, err
+	}
+	for i, o := range objs {
+		objs[i] = o.DeepCopy()
+	}
+	return objs, nil
+}
+
+// Metadata is the metadata (names, labels, annotations, owners) of the
+// objects q selects, shared like Objects.
+func (r *Reader) Metadata(ctx context.Context, q Request) ([]metav1.Object, error) {
+	q.Metadata = true
+	l, err := r.get(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	all := l.meta
+	if !l.q.Metadata {
+		if all, err = l.metadata(); err != nil {
+			return nil, fmt.Errorf("decoding %s: %w", q, err)
+		}
+	}
+	return filter(all, l.q, q)
+}
+
+func (l *list) objects() ([]runtime.Object, error) {
+	l.typedOnce.Do(func() { l.typed, l.typedErr = decodeList(l.body) })
+	return l.typed, l.typedErr
+}
+
+func (l *list) unstructured() ([]*unstructured.Unstructured, error) {
+	l.unsOnce.Do(func() {
+		if l.body == nil {
+			l.uns, l.unsErr = fromTyped(l.typed)
+			return
+		}
+		var ul unstructured.UnstructuredList
+		if l.unsErr = ul.UnmarshalJSON(l.body); l.unsErr != nil {
+			return
+		}
+		l.uns = make([]*unstructured.Unstructured, len(ul.Items))
+		for i := range ul.Items {
+			ul.Items[i].SetManagedFields(nil)
+			l.uns[i] = &ul.Items[i]
+		}
+	})
+	return l.uns, l.unsErr
+}
+
+// metadata of a full list: from the typed objects, or from the
+// unstructured ones for a kind without a Go type.
+func (l *list) metadata() ([]metav1.Object, error) {
+	var out []metav1.Object
+	if objs, err := l.objects(); err == nil {
+		out = make([]metav1.Object, len(objs))
+		for i, o := range objs {
+			if out[i], err = meta.Accessor(o); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	objs, err := l.unstructured()
+	if err != nil {
+		return nil, err
+	}
+	out = make([]metav1.Object, len(objs))
+	for i, o := range objs {
+		out[i] = o
+	}
+	return out, nil
+}
+
+// fromTyped turns built-in objects decoded from protobuf into unstructured
+// ones: lossless, as the server serialises them from the same types.
+func fromTyped(objs []runtime.Object) ([]*unstructured.Unstructured, error) {
+	out := make([]*unstructured.Unstructured, len(objs))
+	for i, o := range objs {
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
+		if err != nil {
+			return nil, err
+		}
+		u := &unstructured.Unstructured{Object: m}
+		if gvks, _, err := istiokube.IstioScheme.ObjectKinds(o); err == nil && len(gvks) > 0 {
+			u.SetGroupVersionKind(gvks[0])
+		}
+		out[i] = u
+	}
+	return out, nil
+}
+
+// filter narrows what the LIST got read with got to what q asks for.
+func filter[T any](objs []T, got, q Request) ([]T, error) {
+	byNS := got.Namespace == "" && q.Namespace != ""
+	var sel labels.Selector
+	if got.Labels == "" && q.Labels != "" {
+		var err error
+		if sel, err = labels.Parse(q.Labels); err != nil {
+			return nil, fmt.Errorf("reads: %s: %w", q, err)
+		}
+	}
+	if !byNS && sel == nil {
+		return append([]T(nil), objs...), nil
+	}
+	out := make([]T, 0, len(objs))
+	for _, o := range objs {
+		m, err := meta.Accessor(o)
+		if err != nil {
+			return nil, err
+		}
+		if byNS && m.GetNamespace() != q.Namespace || sel != nil && !sel.Matches(labels.Set(m.GetLabels())) {
+			continue
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
