@@ -14,9 +14,13 @@ package reads
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
+
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 
 	istiokube "istio.io/istio/pkg/kube"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -113,9 +117,6 @@ type list struct {
 	typedOnce sync.Once
 	typed     []runtime.Object
 	typedErr  error
-	unsOnce   sync.Once
-	uns       []*unstructured.Unstructured
-	unsErr    error
 	meta      []metav1.Object // a metadata-only LIST
 }
 
@@ -239,7 +240,9 @@ func List[T runtime.Object](ctx context.Context, r *Reader, q Request) ([]T, err
 }
 
 // Unstructured are the objects q selects as the server sent them (without
-// managedFields), copies the caller may change.
+// managedFields), copies the caller may change. Only the selected objects
+// are decoded: a planner reading one namespace's routes out of the
+// analyzers' cluster-wide LIST does not hold a map of every route.
 func (r *Reader) Unstructured(ctx context.Context, q Request) ([]*unstructured.Unstructured, error) {
 	if q.Metadata {
 		return nil, fmt.Errorf("reads: %s: a metadata-only request has no objects", q)
@@ -248,16 +251,21 @@ func (r *Reader) Unstructured(ctx context.Context, q Request) ([]*unstructured.U
 	if err != nil {
 		return nil, err
 	}
-	all, err := l.unstructured()
+	var objs []*unstructured.Unstructured
+	if l.body == nil {
+		typed, err := l.objects()
+		if err != nil {
+			return nil, fmt.Errorf("decoding %s: %w", q, err)
+		}
+		if typed, err = filter(typed, l.q, q); err != nil {
+			return nil, err
+		}
+		objs, err = fromTyped(typed)
+	} else {
+		objs, err = decodeItems(l.body, l.q, q)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("decoding %s: %w", q, err)
-	}
-	objs, err := filter(all, l.q, q)
-	if err != nil {
-		return nil, err
-	}
-	for i, o := range objs {
-		objs[i] = o.DeepCopy()
 	}
 	return objs, nil
 }
@@ -284,25 +292,6 @@ func (l *list) objects() ([]runtime.Object, error) {
 	return l.typed, l.typedErr
 }
 
-func (l *list) unstructured() ([]*unstructured.Unstructured, error) {
-	l.unsOnce.Do(func() {
-		if l.body == nil {
-			l.uns, l.unsErr = fromTyped(l.typed)
-			return
-		}
-		var ul unstructured.UnstructuredList
-		if l.unsErr = ul.UnmarshalJSON(l.body); l.unsErr != nil {
-			return
-		}
-		l.uns = make([]*unstructured.Unstructured, len(ul.Items))
-		for i := range ul.Items {
-			ul.Items[i].SetManagedFields(nil)
-			l.uns[i] = &ul.Items[i]
-		}
-	})
-	return l.uns, l.unsErr
-}
-
 // metadata of a full list: from the typed objects, or from the
 // unstructured ones for a kind without a Go type.
 func (l *list) metadata() ([]metav1.Object, error) {
@@ -316,13 +305,64 @@ func (l *list) metadata() ([]metav1.Object, error) {
 		}
 		return out, nil
 	}
-	objs, err := l.unstructured()
+	objs, err := decodeItems(l.body, l.q, l.q)
 	if err != nil {
 		return nil, err
 	}
 	out = make([]metav1.Object, len(objs))
 	for i, o := range objs {
 		out[i] = o
+	}
+	return out, nil
+}
+
+// decodeItems decodes the items of a JSON list read with got that q
+// selects, each into an unstructured object of its own. Each item's
+// metadata is read first, so that the others are never made into maps.
+func decodeItems(body []byte, got, q Request) ([]*unstructured.Unstructured, error) {
+	var list struct {
+		APIVersion string            `json:"apiVersion"`
+		Kind       string            `json:"kind"`
+		Items      []json.RawMessage `json:"items"`
+	}
+	if err := utiljson.Unmarshal(body, &list); err != nil {
+		return nil, err
+	}
+	byNS := got.Namespace == "" && q.Namespace != ""
+	var sel labels.Selector
+	if got.Labels == "" && q.Labels != "" {
+		var err error
+		if sel, err = labels.Parse(q.Labels); err != nil {
+			return nil, fmt.Errorf("reads: %s: %w", q, err)
+		}
+	}
+	out := make([]*unstructured.Unstructured, 0, len(list.Items))
+	for _, raw := range list.Items {
+		if byNS || sel != nil {
+			var m struct {
+				Metadata struct {
+					Namespace string            `json:"namespace"`
+					Labels    map[string]string `json:"labels"`
+				} `json:"metadata"`
+			}
+			if err := utiljson.Unmarshal(raw, &m); err != nil {
+				return nil, err
+			}
+			if byNS && m.Metadata.Namespace != q.Namespace || sel != nil && !sel.Matches(labels.Set(m.Metadata.Labels)) {
+				continue
+			}
+		}
+		var obj map[string]any
+		if err := utiljson.Unmarshal(raw, &obj); err != nil {
+			return nil, err
+		}
+		u := &unstructured.Unstructured{Object: obj}
+		if u.GetKind() == "" { // the items of a built-in kind's list leave it out
+			u.SetAPIVersion(list.APIVersion)
+			u.SetKind(strings.TrimSuffix(list.Kind, "List"))
+		}
+		u.SetManagedFields(nil)
+		out = append(out, u)
 	}
 	return out, nil
 }

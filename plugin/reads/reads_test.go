@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	istiokube "istio.io/istio/pkg/kube"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,8 +23,9 @@ import (
 )
 
 var (
-	pods = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
-	pas  = schema.GroupVersionResource{Group: "security.istio.io", Version: "v1", Resource: "peerauthentications"}
+	apiServices = schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"}
+	pods        = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
+	pas         = schema.GroupVersionResource{Group: "security.istio.io", Version: "v1", Resource: "peerauthentications"}
 )
 
 // server answers LISTs from objects, as the API server would: pods as
@@ -68,6 +71,8 @@ func (s *server) List(_ context.Context, q Request) ([]byte, error) {
 			return nil, err
 		}
 		return buf.Bytes(), nil
+	case apiServices:
+		return []byte(`{"apiVersion":"apiregistration.k8s.io/v1","kind":"APIServiceList","metadata":{},"items":[{"metadata":{"name":"v1beta1.metrics.k8s.io","labels":{"k8s-app":"metrics-server"}},"spec":{"service":{"namespace":"kube-system","name":"metrics-server","port":443}}},{"metadata":{"name":"v1.apps"},"spec":{}}]}`), nil
 	case pas:
 		var items []string
 		for ns, item := range s.pas {
@@ -304,4 +309,29 @@ func TestListRefusesTheWrongType(t *testing.T) {
 		t.Error("pods read as Services")
 	}
 	var _ runtime.Object = (*corev1.Pod)(nil)
+}
+
+// A kind this binary has no Go type for (APIService) is read as the
+// server's JSON, whose list items leave out their kind.
+func TestKindsWithoutGoTypes(t *testing.T) {
+	ctx := context.Background()
+	r := New(newServer())
+	r.Prefetch(ctx, Request{Resource: apiServices}) // the labelled read is served from it
+	u, err := r.Unstructured(ctx, Request{Resource: apiServices, Labels: "k8s-app=metrics-server"})
+	if err != nil || len(u) != 1 {
+		t.Fatalf("%v, %v", u, err)
+	}
+	if u[0].GetKind() != "APIService" || u[0].GetAPIVersion() != "apiregistration.k8s.io/v1" || u[0].GetName() != "v1beta1.metrics.k8s.io" {
+		t.Errorf("got %s %s %s", u[0].GetAPIVersion(), u[0].GetKind(), u[0].GetName())
+	}
+	if port, _, _ := unstructured.NestedInt64(u[0].Object, "spec", "service", "port"); port != 443 {
+		t.Errorf("port = %d", port)
+	}
+	m, err := r.Metadata(ctx, Request{Resource: apiServices})
+	if err != nil || names(t, m) != "/v1.apps /v1beta1.metrics.k8s.io" {
+		t.Errorf("metadata = %s, %v", names(t, m), err)
+	}
+	if _, err := r.Objects(ctx, Request{Resource: apiServices}); err == nil {
+		t.Error("typed APIServices without a Go type")
+	}
 }
