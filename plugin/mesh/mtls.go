@@ -166,17 +166,25 @@ func NamespaceWide(pas []PeerAuth, ns string) []*PeerAuth {
 // NamespacePolicy sets mode on the namespace-wide PeerAuthentication Istio
 // uses for ns (the oldest of pas), keeping everything else the team put in
 // it, or creates "default" when there is none. It returns the change and
-// the policy as it will be.
+// the policy as it will be. pas must hold every policy of ns, as read with
+// a consistent LIST: the change says so (Known), and the diff starts from
+// it instead of reading the object again.
 func NamespacePolicy(pas []PeerAuth, ns, mode string, now time.Time) (pipeline.Change, PeerAuth) {
 	if wide := NamespaceWide(pas, ns); len(wide) > 0 {
 		obj := pipeline.Edit(wide[0].Object)
 		_ = unstructured.SetNestedField(obj.Object, mode, "spec", "mtls", "mode")
 		p := *wide[0]
 		p.Mode, p.Object = mode, obj
-		return pipeline.Change{Op: pipeline.Replace, Object: obj}, p
+		return pipeline.Change{Op: pipeline.Replace, Object: obj, Known: true, Live: wide[0].Object}, p
 	}
 	obj := manifest.New("security.istio.io/v1", "PeerAuthentication", ns, "default")
 	_ = unstructured.SetNestedField(obj.Object, mode, "spec", "mtls", "mode")
-	return pipeline.Change{Op: pipeline.Apply, Object: obj},
+	var live *unstructured.Unstructured // a policy named default with a selector
+	for _, p := range pas {
+		if p.Namespace == ns && p.Name == "default" {
+			live = p.Object
+		}
+	}
+	return pipeline.Change{Op: pipeline.Apply, Object: obj, Known: true, Live: live},
 		PeerAuth{Namespace: ns, Name: "default", Created: now, Mode: mode, Object: obj}
 }

@@ -106,3 +106,26 @@ func TestNamespaceWideOldestFirst(t *testing.T) {
 		t.Fatalf("NamespaceWide order = %v, want [a c b]", got)
 	}
 }
+
+// The change NamespacePolicy returns carries what the planner read: the
+// namespace-wide policy it edits, the selector policy named default an
+// apply would land on, or nothing; the diff starts from it.
+func TestNamespacePolicyCarriesWhatWasRead(t *testing.T) {
+	now := time.Unix(2_000_000, 0)
+	wide := pa(t, 10, "metadata: {name: permissive, namespace: shop, resourceVersion: '7'}\nspec: {mtls: {mode: PERMISSIVE}}")
+	c, p := NamespacePolicy([]PeerAuth{wide}, "shop", "STRICT", now)
+	if !c.Known || c.Live == nil || c.Live.GetName() != "permissive" || c.Object.GetName() != "permissive" || p.Mode != "STRICT" {
+		t.Fatalf("editing the wide policy: %+v", c)
+	}
+	if mode, _, _ := unstructured.NestedString(c.Live.Object, "spec", "mtls", "mode"); mode != "PERMISSIVE" {
+		t.Errorf("the live object was changed: %s", mode)
+	}
+	sel := pa(t, 10, "metadata: {name: default, namespace: shop}\nspec: {selector: {matchLabels: {app: api}}}")
+	if c, _ := NamespacePolicy([]PeerAuth{sel}, "shop", "STRICT", now); !c.Known || c.Live == nil || c.Live.GetName() != "default" {
+		t.Errorf("default with a selector: %+v", c)
+	}
+	other := pa(t, 10, "metadata: {name: default, namespace: blog}\nspec: {mtls: {mode: STRICT}}")
+	if c, _ := NamespacePolicy([]PeerAuth{other}, "shop", "STRICT", now); !c.Known || c.Live != nil {
+		t.Errorf("no policy in the namespace: %+v", c)
+	}
+}
