@@ -54,5 +54,5 @@ dist: ## release archives for linux/darwin/windows x amd64/arm64, sha256 files, 
 	VERSION=$(VERSION) hack/dist.sh
 
 bench: ## measure plans, analysis, start-up and size against istioctl on a real API server; writes bench/RESULTS.md
-	hack/build-tools.sh etcd kube-apiserver istioctl
+	hack/build-tools.sh etcd kube-apiserver istioctl gnu-time
 	go run ./bench

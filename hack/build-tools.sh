@@ -85,6 +85,16 @@ for t in "${want[@]}"; do
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
       fi ;;
+    # GNU time measures the benchmarks' peak RSS: it forks the command from a
+    # small process, where a child of the (large) benchmark process would
+    # inherit its high-water mark.
+    gnu-time)
+      if [[ ! -x /usr/bin/time ]]; then
+        echo "installing Debian's time package…" >&2
+        sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends time >/dev/null
+      fi ;;
     *) echo "build-tools: unknown tool $t" >&2; exit 64 ;;
   esac
 done
