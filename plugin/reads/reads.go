@@ -328,17 +328,13 @@ func decodeItems(body []byte, got, q Request) ([]*unstructured.Unstructured, err
 	if err := utiljson.Unmarshal(body, &list); err != nil {
 		return nil, err
 	}
-	byNS := got.Namespace == "" && q.Namespace != ""
-	var sel labels.Selector
-	if got.Labels == "" && q.Labels != "" {
-		var err error
-		if sel, err = labels.Parse(q.Labels); err != nil {
-			return nil, fmt.Errorf("reads: %s: %w", q, err)
-		}
+	match, err := narrowing(got, q)
+	if err != nil {
+		return nil, err
 	}
 	out := make([]*unstructured.Unstructured, 0, len(list.Items))
 	for _, raw := range list.Items {
-		if byNS || sel != nil {
+		if match != nil {
 			var m struct {
 				Metadata struct {
 					Namespace string            `json:"namespace"`
@@ -348,7 +344,7 @@ func decodeItems(body []byte, got, q Request) ([]*unstructured.Unstructured, err
 			if err := utiljson.Unmarshal(raw, &m); err != nil {
 				return nil, err
 			}
-			if byNS && m.Metadata.Namespace != q.Namespace || sel != nil && !sel.Matches(labels.Set(m.Metadata.Labels)) {
+			if !match(m.Metadata.Namespace, m.Metadata.Labels) {
 				continue
 			}
 		}
@@ -385,8 +381,10 @@ func fromTyped(objs []runtime.Object) ([]*unstructured.Unstructured, error) {
 	return out, nil
 }
 
-// filter narrows what the LIST got read with got to what q asks for.
-func filter[T any](objs []T, got, q Request) ([]T, error) {
+// narrowing is what a LIST read with got must be narrowed by to answer q:
+// nil when nothing, else whether an object in a namespace with labels is
+// selected.
+func narrowing(got, q Request) (func(namespace string, l map[string]string) bool, error) {
 	byNS := got.Namespace == "" && q.Namespace != ""
 	var sel labels.Selector
 	if got.Labels == "" && q.Labels != "" {
@@ -396,6 +394,19 @@ func filter[T any](objs []T, got, q Request) ([]T, error) {
 		}
 	}
 	if !byNS && sel == nil {
+		return nil, nil
+	}
+	return func(namespace string, l map[string]string) bool {
+		return (!byNS || namespace == q.Namespace) && (sel == nil || sel.Matches(labels.Set(l)))
+	}, nil
+}
+
+// filter narrows what the LIST got read with got to what q asks for.
+func filter[T any](objs []T, got, q Request) ([]T, error) {
+	match, err := narrowing(got, q)
+	if err != nil {
+		return nil, err
+	} else if match == nil {
 		return append([]T(nil), objs...), nil
 	}
 	out := make([]T, 0, len(objs))
@@ -404,10 +415,9 @@ func filter[T any](objs []T, got, q Request) ([]T, error) {
 		if err != nil {
 			return nil, err
 		}
-		if byNS && m.GetNamespace() != q.Namespace || sel != nil && !sel.Matches(labels.Set(m.GetLabels())) {
-			continue
+		if match(m.GetNamespace(), m.GetLabels()) {
+			out = append(out, o)
 		}
-		out = append(out, o)
 	}
 	return out, nil
 }
