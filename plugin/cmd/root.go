@@ -113,13 +113,19 @@ func bind(c *cli.Context, ff *fleetFlags, command pipeline.Command) *cobra.Comma
 			if err := c.Engine.Validate(); err != nil {
 				return exitcode.New(exitcode.Usage, err)
 			}
-			pipeline.Prefetch(ctx, c, w)
+			// What the plan's analysis will list is read while the
+			// workflow reads, and serves it; on a terminal only once the
+			// questions are answered, so that it is not minutes old.
+			if !c.CanPrompt() {
+				pipeline.Prefetch(ctx, c, w)
+			}
 			if err := w.Complete(ctx, c, args); err != nil {
 				return err
 			}
 			if err := w.Validate(); err != nil {
 				return exitcode.New(exitcode.Usage, err)
 			}
+			pipeline.Prefetch(ctx, c, w) // started already unless on a terminal
 			plan, err := w.Plan(ctx, c)
 			for err == nil && plan != nil { // nil: nothing (more) to apply, e.g. --explain
 				if plan.Output != "" {
