@@ -6,8 +6,9 @@ import (
 	"strconv"
 	"time"
 
+	istiolabels "istio.io/istio/pkg/config/labels"
+
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/manifest"
@@ -79,9 +80,11 @@ func ParsePeerAuth(u *unstructured.Unstructured) (PeerAuth, error) {
 	return p, nil
 }
 
-// Selects reports whether a workload-scoped policy applies to pod labels.
+// Selects reports whether a workload-scoped policy applies to pod labels:
+// matchLabels, as istiod compares them (every checker asks this for every
+// policy and pod, so no selector is built per call).
 func (p *PeerAuth) Selects(podLabels map[string]string) bool {
-	return len(p.Selector) > 0 && labels.SelectorFromSet(p.Selector).Matches(labels.Set(podLabels))
+	return len(p.Selector) > 0 && istiolabels.Instance(p.Selector).SubsetOf(podLabels)
 }
 
 // older is Istio's tie-break between policies at the same level: the oldest

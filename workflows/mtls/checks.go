@@ -7,9 +7,10 @@ import (
 	"strconv"
 	"strings"
 
+	istiolabels "istio.io/istio/pkg/config/labels"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
@@ -223,10 +224,9 @@ func (m *migration) podsOf(ns, name string, port int32) (pods []*corev1.Pod, tar
 		if len(s.Spec.Selector) == 0 {
 			return nil, 0, true
 		}
-		sel := labels.SelectorFromSet(s.Spec.Selector)
 		for _, w := range m.snap.Workloads {
 			for _, p := range w.Pods {
-				if w.Namespace == ns && p.HasSidecar && sel.Matches(labels.Set(p.Object.Labels)) {
+				if w.Namespace == ns && p.HasSidecar && istiolabels.Instance(s.Spec.Selector).SubsetOf(p.Object.Labels) {
 					pods = append(pods, p.Object)
 				}
 			}
