@@ -31,7 +31,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"

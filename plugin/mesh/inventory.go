@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
-
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
 )
 
 // ProxyUID is the UID Envoy runs as; an app container with it escapes

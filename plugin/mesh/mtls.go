@@ -7,7 +7,6 @@ import (
 	"time"
 
 	istiolabels "istio.io/istio/pkg/config/labels"
-
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 

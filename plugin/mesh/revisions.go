@@ -12,10 +12,9 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
-
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/prompt"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
 )
 
 // Labels Istio uses for injection and revisions.

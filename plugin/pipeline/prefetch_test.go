@@ -4,8 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
-
 	"istio.io/istio/pkg/config/schema/gvk"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,6 +14,7 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli/clitest"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads/readstest"
 )

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
-
 	"istio.io/istio/pkg/config/analysis/diag"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -27,6 +25,7 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli/clitest"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/journal"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
 )
 
 // fakeCluster is the client seam's test side: a typed fake for the

@@ -20,8 +20,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	utiljson "k8s.io/apimachinery/pkg/util/json"
-
 	istiokube "istio.io/istio/pkg/kube"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -29,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 )
 
 // Request is one read: a kind, where, and how much of each object.

@@ -12,10 +12,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
-
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
 )
 
 // Finding codes, for --accept and -S.

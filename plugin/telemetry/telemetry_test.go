@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads/readstest"
-
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads/readstest"
 )
 
 func svc(ns, name string, labels map[string]string, ports ...corev1.ServicePort) *corev1.Service {

@@ -7,8 +7,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
-
 	"golang.org/x/sync/errgroup"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
 )
 
 // Marks on the policies this workflow writes.

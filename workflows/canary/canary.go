@@ -12,8 +12,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
-
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
@@ -26,6 +24,7 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
 )
 
 // Annotations: the canary's state on the VirtualService, and on the

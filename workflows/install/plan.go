@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
-
 	"istio.io/istio/operator/pkg/component"
 	"istio.io/istio/operator/pkg/manifest"
 	"istio.io/istio/operator/pkg/render"
@@ -26,6 +24,7 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/rollout"
 )
 

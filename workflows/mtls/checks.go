@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	istiolabels "istio.io/istio/pkg/config/labels"
-
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"

@@ -8,14 +8,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
-
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/manifest"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/mesh"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/pipeline"
+	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
 )
 
 // AnnotationDryRun is Istio's switch for logging instead of enforcing an
