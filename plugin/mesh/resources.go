@@ -4,6 +4,10 @@ import (
 	"io/fs"
 
 	"istio.io/istio/manifests"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -16,6 +20,17 @@ var (
 	AuthorizationPolicies = schema.GroupVersionResource{Group: "security.istio.io", Version: "v1", Resource: "authorizationpolicies"}
 	DestinationRules      = schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "destinationrules"}
 	VirtualServices       = schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "virtualservices"}
+)
+
+// The Kubernetes kinds several packages read.
+var (
+	Namespaces         = corev1.SchemeGroupVersion.WithResource("namespaces")
+	Pods               = corev1.SchemeGroupVersion.WithResource("pods")
+	Services           = corev1.SchemeGroupVersion.WithResource("services")
+	Deployments        = appsv1.SchemeGroupVersion.WithResource("deployments")
+	MutatingWebhooks   = admissionv1.SchemeGroupVersion.WithResource("mutatingwebhookconfigurations")
+	ValidatingWebhooks = admissionv1.SchemeGroupVersion.WithResource("validatingwebhookconfigurations")
+	CRDs               = apiextensionsv1.SchemeGroupVersion.WithResource("customresourcedefinitions")
 )
 
 // The embedded Istio release (the pinned istio.io/istio module's charts)

@@ -8,10 +8,6 @@ import (
 	"slices"
 	"sort"
 
-	admissionv1 "k8s.io/api/admissionregistration/v1"
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/exitcode"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/prompt"
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/reads"
@@ -35,17 +31,6 @@ type ControlPlane struct {
 	Namespace string
 	Tags      []string // revision tags pointing at it
 }
-
-// Deployments, MutatingWebhookConfigurations and Namespaces, as the
-// reads package names them.
-var (
-	Deployments        = appsv1.SchemeGroupVersion.WithResource("deployments")
-	MutatingWebhooks   = admissionv1.SchemeGroupVersion.WithResource("mutatingwebhookconfigurations")
-	ValidatingWebhooks = admissionv1.SchemeGroupVersion.WithResource("validatingwebhookconfigurations")
-	Namespaces         = corev1.SchemeGroupVersion.WithResource("namespaces")
-	Services           = corev1.SchemeGroupVersion.WithResource("services")
-	Pods               = corev1.SchemeGroupVersion.WithResource("pods")
-)
 
 // Revisions lists istiod Deployments (label app=istiod) and the revision
 // tags (injector webhooks labelled istio.io/tag): metadata is enough. Two

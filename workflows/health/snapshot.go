@@ -26,8 +26,6 @@ import (
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/resilience"
 )
 
-var crds = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-
 // cluster is what check and status read.
 type cluster struct {
 	Version     string
@@ -99,7 +97,7 @@ func read(ctx context.Context, c *cli.Context, namespace string, progress step, 
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		l, err := rd.Metadata(ctx, reads.Request{Resource: crds})
+		l, err := rd.Metadata(ctx, reads.Request{Resource: mesh.CRDs})
 		if err != nil {
 			return fmt.Errorf("listing CRDs: %w", err)
 		}

@@ -314,8 +314,6 @@ func verifySteps(kube kubernetes.Interface, objs []*unstructured.Unstructured, t
 
 // precheckLeftovers finds Istio CRDs this release does not ship (left by
 // another version) and injection webhooks that would fight the planned one.
-var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-
 func (o *Options) precheckLeftovers(ctx context.Context, rd *reads.Reader, plan *pipeline.Plan) error {
 	planned := map[string]bool{}
 	for _, ph := range plan.Phases {
@@ -323,7 +321,7 @@ func (o *Options) precheckLeftovers(ctx context.Context, rd *reads.Reader, plan 
 			planned[c.Object.GetKind()+"/"+c.Object.GetName()] = true
 		}
 	}
-	list, err := rd.Metadata(ctx, reads.Request{Resource: crdResource})
+	list, err := rd.Metadata(ctx, reads.Request{Resource: mesh.CRDs})
 	if err != nil && !apierrors.IsForbidden(err) {
 		return err
 	}

@@ -19,7 +19,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/kubectl-mesh/kubectl-mesh/plugin/cli"
@@ -125,8 +124,6 @@ the flags that change.`,
 	return cmd
 }
 
-var nsResource = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
-
 // Complete reads the namespace (and the options a previous onboarding
 // stored on it), the control planes and what is running.
 func (o *Options) Complete(ctx context.Context, c *cli.Context, args []string) error {
@@ -154,7 +151,7 @@ func (o *Options) Complete(ctx context.Context, c *cli.Context, args []string) e
 	if err != nil {
 		return err
 	}
-	namespaces, err := rd.Unstructured(ctx, reads.Request{Resource: nsResource})
+	namespaces, err := rd.Unstructured(ctx, reads.Request{Resource: mesh.Namespaces})
 	if err != nil {
 		return fmt.Errorf("listing namespaces: %w", err)
 	}
