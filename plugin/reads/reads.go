@@ -16,6 +16,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -284,6 +285,17 @@ func (r *Reader) Metadata(ctx context.Context, q Request) ([]metav1.Object, erro
 		}
 	}
 	return filter(all, l.q, q)
+}
+
+// Exists reports whether an object named name is among those q selects,
+// from the LIST of the kind (metadata is enough): one request whatever
+// else the command asks of the kind, where a GET would be one more.
+func (r *Reader) Exists(ctx context.Context, q Request, name string) (bool, error) {
+	objs, err := r.Metadata(ctx, q)
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(objs, func(m metav1.Object) bool { return m.GetName() == name }), nil
 }
 
 func (l *list) objects() ([]runtime.Object, error) {

@@ -334,3 +334,22 @@ func TestKindsWithoutGoTypes(t *testing.T) {
 		t.Error("typed APIServices without a Go type")
 	}
 }
+
+// Exists answers from the kind's LIST: a wide one serves a namespaced ask.
+func TestExists(t *testing.T) {
+	ctx := context.Background()
+	s := newServer()
+	r := New(s)
+	r.Prefetch(ctx, Request{Resource: pods})
+	for name, want := range map[string]bool{"db-1": true, "nope": false} {
+		if got, err := r.Exists(ctx, Request{Resource: pods, Namespace: "shop"}, name); err != nil || got != want {
+			t.Errorf("%s: %v, %v", name, got, err)
+		}
+	}
+	if got, _ := r.Exists(ctx, Request{Resource: pods, Namespace: "blog"}, "db-1"); got {
+		t.Error("db-1 found in blog")
+	}
+	if len(s.seen) != 1 {
+		t.Errorf("LISTs: %v", s.seen)
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"golang.org/x/sync/errgroup"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -87,11 +86,10 @@ func read(ctx context.Context, c *cli.Context, root, ns string) (*snapshot, erro
 		list(controllers[kind], ns, &ctrls[i])
 	}
 	g.Go(func() error {
-		l, err := rd.Metadata(ctx, reads.Request{Resource: mesh.Namespaces})
-		if err != nil {
+		var err error
+		if s.NamespaceExists, err = rd.Exists(ctx, reads.Request{Resource: mesh.Namespaces}, ns); err != nil {
 			return fmt.Errorf("listing namespaces: %w", err)
 		}
-		s.NamespaceExists = slices.ContainsFunc(l, func(n metav1.Object) bool { return n.GetName() == ns })
 		return nil
 	})
 	g.Go(func() error {

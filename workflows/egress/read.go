@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"golang.org/x/sync/errgroup"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
@@ -119,11 +118,10 @@ func read(ctx context.Context, c *cli.Context, root, ns string) (*snapshot, erro
 		list(sidecars, root, &rootScs)
 	}
 	g.Go(func() error {
-		l, err := rd.Metadata(ctx, reads.Request{Resource: mesh.Namespaces})
-		if err != nil {
+		var err error
+		if s.NamespaceExists, err = rd.Exists(ctx, reads.Request{Resource: mesh.Namespaces}, ns); err != nil {
 			return fmt.Errorf("listing namespaces: %w", err)
 		}
-		s.NamespaceExists = slices.ContainsFunc(l, func(n metav1.Object) bool { return n.GetName() == ns })
 		return nil
 	})
 	g.Go(func() error {

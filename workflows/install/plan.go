@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -16,7 +15,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/client-go/kubernetes"
 
@@ -255,9 +253,9 @@ func (o *Options) precheck(ctx context.Context, kube kubernetes.Interface, rd *r
 	if err := o.precheckLeftovers(ctx, rd, plan); err != nil {
 		return err
 	}
-	exists, err := named(ctx, rd, mesh.Namespaces, o.istioNamespace)
+	exists, err := rd.Exists(ctx, reads.Request{Resource: mesh.Namespaces}, o.istioNamespace)
 	if err != nil {
-		return err
+		return fmt.Errorf("listing namespaces: %w", err)
 	}
 	if exists {
 		// Never relabel an existing namespace; drop it from the plan.
@@ -269,16 +267,6 @@ func (o *Options) precheck(ctx context.Context, kube kubernetes.Interface, rd *r
 		}
 	}
 	return nil
-}
-
-// named reports whether an object of a cluster-scoped kind has this name,
-// from the command's reader (the plan's analysis lists these kinds too).
-func named(ctx context.Context, rd *reads.Reader, gvr schema.GroupVersionResource, name string) (bool, error) {
-	l, err := rd.Metadata(ctx, reads.Request{Resource: gvr})
-	if err != nil {
-		return false, fmt.Errorf("listing %s: %w", gvr.Resource, err)
-	}
-	return slices.ContainsFunc(l, func(m metav1.Object) bool { return m.GetName() == name }), nil
 }
 
 // verifySteps wait for every Deployment and DaemonSet of the install, then
@@ -347,7 +335,7 @@ func (o *Options) precheckLeftovers(ctx context.Context, rd *reads.Reader, plan 
 	// inject namespaces labelled istio-injection=enabled: pods would get two
 	// sidecars or fail admission.
 	if planned["MutatingWebhookConfiguration/istio-sidecar-injector"] {
-		if tagged, err := named(ctx, rd, mesh.MutatingWebhooks, "istio-revision-tag-default"); err == nil && tagged {
+		if tagged, err := rd.Exists(ctx, reads.Request{Resource: mesh.MutatingWebhooks}, "istio-revision-tag-default"); err == nil && tagged {
 			plan.Checks = append(plan.Checks, pipeline.Check{
 				ID: "INSTALL-WEBHOOK-CONFLICT", Severity: pipeline.Error,
 				Message: "the default revision tag (MutatingWebhookConfiguration istio-revision-tag-default) already injects istio-injection=enabled namespaces; a revision-less install would inject them too",
