@@ -144,19 +144,20 @@ func Read(ctx context.Context, r *reads.Reader, o Options) (*Snapshot, error) {
 			if apierrors.IsNotFound(err) {
 				return nil // not served: Istio's delayed informers would wait for the CRD
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			if apierrors.IsForbidden(err) && rd.k.gvk == gvk.ConfigMap && !wantConfigMaps {
-				return nil // only the mesh config: the defaults, as istioctl without access
-			} else if apierrors.IsForbidden(err) {
-				denied = append(denied, rd.k.name())
-				return nil
-			} else if err != nil {
-				if firstE == nil {
+			if err != nil {
+				mu.Lock()
+				defer mu.Unlock()
+				if apierrors.IsForbidden(err) && rd.k.gvk == gvk.ConfigMap && !wantConfigMaps {
+					return nil // only the mesh config: the defaults, as istioctl without access
+				} else if apierrors.IsForbidden(err) {
+					denied = append(denied, rd.k.name())
+				} else if firstE == nil {
 					firstE = fmt.Errorf("analysis: cannot list %s: %w", rd.k.name(), err)
 				}
 				return nil
 			}
+			// Translated concurrently, kind by kind; only the append is shared.
+			var out []config.Config
 			for _, obj := range objs {
 				m, err := meta.Accessor(obj)
 				if err != nil {
@@ -164,12 +165,15 @@ func Read(ctx context.Context, r *reads.Reader, o Options) (*Snapshot, error) {
 				}
 				if rd.k.gvk == gvk.ConfigMap && m.GetName() == "istio" {
 					cm := obj.(*corev1.ConfigMap)
-					snap.mesh, snap.networks = cm.Data["mesh"], cm.Data["meshNetworks"]
+					snap.mesh, snap.networks = cm.Data["mesh"], cm.Data["meshNetworks"] // one read has the ConfigMaps
 				}
 				if rd.keep == nil || rd.keep(m) {
-					snap.configs = append(snap.configs, crdclient.TranslateObject(obj, rd.k.gvk, "cluster.local"))
+					out = append(out, crdclient.TranslateObject(obj, rd.k.gvk, "cluster.local"))
 				}
 			}
+			mu.Lock()
+			snap.configs = append(snap.configs, out...)
+			mu.Unlock()
 			return nil
 		})
 	}
