@@ -7,6 +7,7 @@ import (
 	istiokube "istio.io/istio/pkg/kube"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
@@ -87,16 +88,17 @@ func (l dynamicLister) ListMetadata(ctx context.Context, q Request) (*metav1.Par
 	if err != nil {
 		return nil, err
 	}
-	out := &metav1.PartialObjectMetadataList{}
-	for _, u := range ul.Items {
-		out.Items = append(out.Items, metav1.PartialObjectMetadata{
-			TypeMeta: metav1.TypeMeta{APIVersion: u.GetAPIVersion(), Kind: u.GetKind()},
-			ObjectMeta: metav1.ObjectMeta{
-				Name: u.GetName(), Namespace: u.GetNamespace(), UID: u.GetUID(), Labels: u.GetLabels(),
-				Annotations: u.GetAnnotations(), OwnerReferences: u.GetOwnerReferences(),
-				ResourceVersion: u.GetResourceVersion(), CreationTimestamp: u.GetCreationTimestamp(),
-			},
-		})
+	return MetadataList(ul.Items)
+}
+
+// MetadataList is what a metadata-only LIST of these objects returns: their
+// metadata, the rest of each object dropped.
+func MetadataList(objs []unstructured.Unstructured) (*metav1.PartialObjectMetadataList, error) {
+	out := &metav1.PartialObjectMetadataList{Items: make([]metav1.PartialObjectMetadata, len(objs))}
+	for i := range objs {
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(objs[i].Object, &out.Items[i]); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }

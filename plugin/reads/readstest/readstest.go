@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -102,16 +103,11 @@ func (l *Lister) ListMetadata(_ context.Context, q reads.Request) (*metav1.Parti
 	if err != nil {
 		return nil, err
 	}
-	out := &metav1.PartialObjectMetadataList{}
-	for _, it := range items {
-		b, _ := json.Marshal(it)
-		var p metav1.PartialObjectMetadata
-		if err := json.Unmarshal(b, &p); err != nil {
-			return nil, err
-		}
-		out.Items = append(out.Items, p)
+	objs := make([]unstructured.Unstructured, len(items))
+	for i, it := range items {
+		objs[i].Object = it
 	}
-	return out, nil
+	return reads.MetadataList(objs)
 }
 
 // Requests is what was asked, one line each ("pods in shop").
